@@ -1,0 +1,91 @@
+"""Deterministic test files, generated once and cached.
+
+Every node that asks for "a 10MiB file" gets the very same bytes, so the
+server's download source, the client's upload source and the expected
+SHA-256 all agree without copying files between nodes. The content is
+SHAKE-256 output keyed by the size: incompressible like the course's
+``os.urandom`` files, but reproducible on any machine and Python version.
+
+    python -m app.genfile --size 10MiB --dir /data/files
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+
+from app.sizes import format_size, parse_size
+
+BLOCK = 1 << 20  # 1 MiB of generator output at a time keeps memory flat
+
+
+def file_name(size: int) -> str:
+    """The cached file's name for ``size`` bytes, e.g. ``file_10MiB.bin``."""
+    return f"file_{format_size(size)}.bin"
+
+
+def ensure_file(directory: str, size: int) -> tuple[str, str]:
+    """Create (if needed) the test file of ``size`` bytes; return (path, sha256).
+
+    The digest is kept beside the file in ``<name>.sha256`` and trusted while
+    the file's size still matches; a torn or missing file is regenerated.
+    The file appears under its final name only once complete.
+    """
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, file_name(size))
+    digest_path = path + ".sha256"
+    try:
+        if os.path.getsize(path) == size:
+            with open(digest_path, encoding="ascii") as f:
+                digest = f.read().strip()
+            if len(digest) == 64:
+                return path, digest
+    except OSError:
+        pass
+    tmp = f"{path}.{os.getpid()}.tmp"
+    hasher = hashlib.sha256()
+    with open(tmp, "wb") as out:
+        for index, offset in enumerate(range(0, size, BLOCK)):
+            block = _block(size, index, min(BLOCK, size - offset))
+            hasher.update(block)
+            out.write(block)
+    digest = hasher.hexdigest()
+    with open(f"{digest_path}.{os.getpid()}.tmp", "w", encoding="ascii") as f:
+        f.write(digest + "\n")
+    os.replace(tmp, path)
+    os.replace(f"{digest_path}.{os.getpid()}.tmp", digest_path)
+    return path, digest
+
+
+def _block(size: int, index: int, length: int) -> bytes:
+    return hashlib.shake_256(f"progjar-lab:{size}:{index}".encode()).digest(length)
+
+
+def sha256_of(path: str) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.genfile", description=__doc__.split("\n")[0])
+    parser.add_argument("--size", required=True, action="append", help="e.g. 10MiB; repeatable")
+    parser.add_argument("--dir", default="files", help="folder for the files (default: ./files)")
+    args = parser.parse_args(argv)
+    try:
+        sizes = [parse_size(s) for s in args.size]
+    except ValueError as exc:
+        parser.error(str(exc))
+    for size in sizes:
+        path, digest = ensure_file(args.dir, size)
+        print(f"{digest}  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Stress client: N concurrent clients upload or download one file each.
+
+    python -m app.stress_client --op upload   --size 10MiB --clients 5 --host 172.16.16.101
+    python -m app.stress_client --op download --size 10MiB --clients 5 --pool process
+    python -m app.stress_client --op upload   --file ./photo.jpg --clients 1
+
+Each client streams its file in pieces, so memory stays flat whatever the
+file's size (the course's original read a 100 MB file, its base64 and two
+more copies into memory per client, and 50 clients were OOM-killed). Every
+transfer is checked end to end with SHA-256:
+
+* upload: the header carries the file's digest and the server refuses to
+  store bytes that do not match it (``ERROR Checksum mismatch``);
+* download: the client hashes what it receives and compares.
+
+Every client task writes exactly one CSV row, failed ones included, with the
+cause of the failure: nothing is lost from the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import binascii
+import hashlib
+import os
+import socket
+import sys
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+from app import protocol
+from app.csvlog import CsvLog
+from app.genfile import ensure_file, sha256_of
+from app.sizes import parse_size
+
+# 768 KiB: a multiple of 3, so each piece encodes to base64 without padding
+# and the pieces concatenate into one valid stream.
+UPLOAD_CHUNK = 3 * 256 * 1024
+DOWNLOAD_CHUNK = 1 << 20
+
+ROW_FIELDS = [
+    "cell", "client", "op", "volume_bytes", "clients", "client_pool", "server_workers",
+    "server_pool", "start", "end", "seconds", "bytes", "wire_bytes", "throughput_bps",
+    "status", "error", "local_port", "sha256",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """What one client does; plain data so it can be sent to a worker process."""
+
+    op: str  # "upload" or "download"
+    host: str
+    port: int
+    path: str  # local file: the upload's source, or the download's reference
+    name: str  # file name on the server
+    size: int
+    sha256: str
+    timeout: float
+    keep_dir: str | None = None  # downloads: keep the received file here
+
+
+class TransferError(Exception):
+    """A transfer failed; the message is the cause recorded in the CSV."""
+
+
+def _read_reply(sock: socket.socket) -> tuple[bool, str, bytes]:
+    """Receive one ``OK …``/``ERROR …`` answer; return (ok, text, bytes after it)."""
+    buffer = b""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            raise TransferError("server closed the connection without an answer")
+        buffer += data
+        try:
+            parts = protocol.split_header(buffer)
+            if parts is not None:
+                ok, text = protocol.parse_reply(parts[0])
+                return ok, text, parts[1]
+        except protocol.ProtocolError as exc:
+            raise TransferError(str(exc)) from None
+
+
+def _upload(sock: socket.socket, job: Transfer, deadline: float) -> int:
+    """Send the file as base64; returns the wire bytes sent."""
+    header = protocol.upload_header(job.name, protocol.base64_length(job.size), job.sha256)
+    sock.sendall(header)
+    ok, text, _ = _read_reply(sock)
+    if not ok:
+        raise TransferError(f"server: {text}")
+    sent = len(header)
+    buffer = bytearray(UPLOAD_CHUNK)
+    view = memoryview(buffer)
+    with open(job.path, "rb") as source:
+        # Hot loop: read into one reused buffer, encode in C, send. Per-piece
+        # work only; the deadline check is a cheap clock read.
+        while count := source.readinto(buffer):
+            encoded = binascii.b2a_base64(view[:count], newline=False)
+            sock.sendall(encoded)
+            sent += len(encoded)
+            if time.monotonic() > deadline:
+                raise TimeoutError
+    ok, text, _ = _read_reply(sock)
+    if not ok:
+        raise TransferError(f"server: {text}")
+    return sent
+
+
+def _download(sock: socket.socket, job: Transfer, deadline: float) -> int:
+    """Receive the file, hash it, compare; returns the wire bytes received."""
+    request = protocol.get_header(job.name)
+    sock.sendall(request)
+    ok, text, first = _read_reply(sock)
+    if not ok:
+        raise TransferError(f"server: {text}")
+    if not text.isdigit():
+        raise TransferError(f"bad size in answer: {text!r}")
+    size = int(text)
+    hasher = hashlib.sha256(first)
+    received = len(first)
+    keep = open(os.path.join(job.keep_dir, job.name), "wb") if job.keep_dir else None
+    try:
+        if keep:
+            keep.write(first)
+        buffer = bytearray(DOWNLOAD_CHUNK)
+        view = memoryview(buffer)
+        # Hot loop: recv_into a reused buffer and hash in C; nothing per byte.
+        while received < size:
+            count = sock.recv_into(view, min(DOWNLOAD_CHUNK, size - received))
+            if not count:
+                raise TransferError(f"connection closed after {received} of {size} bytes")
+            hasher.update(view[:count])
+            if keep:
+                keep.write(view[:count])
+            received += count
+            if time.monotonic() > deadline:
+                raise TimeoutError
+    finally:
+        if keep:
+            keep.close()
+    if size != job.size:
+        raise TransferError(f"size mismatch: server sent {size} bytes, expected {job.size}")
+    if hasher.hexdigest() != job.sha256:
+        raise TransferError("checksum mismatch: received bytes differ from the reference")
+    return len(request) + size
+
+
+def run_transfer(job: Transfer, client: int) -> dict[str, object]:
+    """One client: connect, transfer, verify. Always returns a CSV row."""
+    row: dict[str, object] = {"client": client, "op": job.op, "volume_bytes": job.size, "status": "error"}
+    started = time.time()
+    clock = time.perf_counter()
+    deadline = time.monotonic() + job.timeout
+    try:
+        with socket.create_connection((job.host, job.port), timeout=job.timeout) as sock:
+            row["local_port"] = sock.getsockname()[1]
+            wire = _upload(sock, job, deadline) if job.op == "upload" else _download(sock, job, deadline)
+        row.update(status="ok", bytes=job.size, wire_bytes=wire, sha256=job.sha256)
+    except TransferError as exc:
+        row["error"] = str(exc)
+    except TimeoutError:
+        row["error"] = f"timeout after {job.timeout:g}s"
+    except OSError as exc:
+        row["error"] = f"connection error: {exc.strerror or exc}"
+    seconds = time.perf_counter() - clock
+    row.update(start=f"{started:.6f}", end=f"{started + seconds:.6f}", seconds=f"{seconds:.6f}")
+    if row["status"] == "ok":
+        row["throughput_bps"] = f"{job.size / seconds:.1f}"
+    return row
+
+
+def run_clients(job: Transfer, clients: int, pool: str) -> list[dict[str, object]]:
+    """Run ``clients`` transfers at once in a thread or process pool."""
+    executor: Executor
+    if pool == "process":
+        executor = ProcessPoolExecutor(max_workers=clients)
+    else:
+        executor = ThreadPoolExecutor(max_workers=clients)
+    rows: list[dict[str, object]] = []
+    started = time.time()
+    with executor:
+        futures = {executor.submit(run_transfer, job, index + 1): index + 1 for index in range(clients)}
+        for future in as_completed(futures):
+            try:
+                rows.append(future.result())
+            except Exception as exc:  # the worker itself died (e.g. BrokenProcessPool)
+                now = time.time()
+                rows.append({
+                    "client": futures[future], "op": job.op, "volume_bytes": job.size, "status": "error",
+                    "error": f"client worker died: {type(exc).__name__}: {exc}",
+                    "start": f"{started:.6f}", "end": f"{now:.6f}", "seconds": f"{now - started:.6f}",
+                })  # fmt: skip
+    return sorted(rows, key=lambda row: int(row["client"]))  # type: ignore[call-overload]
+
+
+def prepare(args: argparse.Namespace) -> Transfer:
+    """Resolve the local file, its size and digest before any timing starts."""
+    if args.file:
+        path = args.file
+        try:
+            size = os.path.getsize(path)
+        except OSError as exc:
+            raise SystemExit(f"stress_client: cannot read {path}: {exc.strerror}") from None
+        digest = sha256_of(path)
+    else:
+        path, digest = ensure_file(args.files, args.size)
+        size = args.size
+    name = args.name or os.path.basename(path)
+    protocol.check_filename(name)
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+    return Transfer(args.op, args.host, args.port, path, name, size, digest, args.timeout, args.keep)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.stress_client", description="Concurrent upload/download stress client."
+    )
+    parser.add_argument("--op", choices=["upload", "download"], required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--size", type=parse_size, help="use the lab's generated file of this size, e.g. 10MiB")
+    source.add_argument("--file", help="use this local file (upload source / download reference)")
+    parser.add_argument("--name", help="file name on the server (default: the local file's name)")
+    parser.add_argument("--clients", type=int, default=1, help="concurrent clients (default 1)")
+    parser.add_argument("--pool", choices=["thread", "process"], default="thread", help="client concurrency model")
+    parser.add_argument("--host", default="172.16.16.101", help="server address (default 172.16.16.101)")
+    parser.add_argument("--port", type=int, default=8889)
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per transfer (default 300)")
+    parser.add_argument("--files", default=os.environ.get("PROGJAR_FILES", "files"), help="cache of generated files")
+    parser.add_argument("--keep", metavar="DIR", help="downloads: keep received files in DIR (default: discard)")
+    parser.add_argument("--csv", help="append one row per client to this CSV file")
+    parser.add_argument("--cell", default="", help="label written in the CSV's cell column")
+    parser.add_argument("--server-workers", default="", help="label: the server's worker count")
+    parser.add_argument("--server-pool", default="", help="label: the server's pool mode")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    if args.clients < 1:
+        parser.error("--clients must be at least 1")
+    if args.timeout <= 0:
+        parser.error("--timeout must be positive")
+    try:
+        job = prepare(args)
+    except protocol.ProtocolError as exc:
+        parser.error(f"--name: {exc}")
+    rows = run_clients(job, args.clients, args.pool)
+    labels = {"cell": args.cell, "clients": args.clients, "client_pool": args.pool,
+              "server_workers": args.server_workers, "server_pool": args.server_pool}  # fmt: skip
+    if args.csv:
+        with CsvLog(args.csv, ROW_FIELDS) as out:
+            for row in rows:
+                out.write({**labels, **row})
+    ok = [row for row in rows if row["status"] == "ok"]
+    if not args.quiet:
+        for row in rows:
+            detail = (
+                f"{float(row['throughput_bps']) / 2**20:8.2f} MiB/s" if row["status"] == "ok" else row.get("error", "")
+            )
+            print(f"client {row['client']:>3} {job.op} {row['status']:<5} {float(row['seconds']):8.3f}s  {detail}")
+        print(f"{len(ok)}/{len(rows)} {job.op}s of {job.name} ({job.size} bytes) succeeded")
+    return 0 if len(ok) == len(rows) else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
