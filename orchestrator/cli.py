@@ -1,0 +1,90 @@
+"""Command line of the orchestrator (``python orchestrate.py``).
+
+    python orchestrate.py                      run the quick matrix (default)
+    python orchestrate.py --matrix full        the course's 108 cells
+    python orchestrate.py --matrix my.yaml     your own matrix file
+    python orchestrate.py up                   build and start the lab, then exit
+    python orchestrate.py down  (or --down)    stop the lab and remove its volumes
+
+Exit codes: 0 all transfers succeeded; 3 the run finished but some transfers
+failed (see the summary); 2 bad usage or matrix; 1 Docker or the lab failed;
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from orchestrator.errors import LabError
+from orchestrator.matrix import load_matrix
+from orchestrator.nodes import Lab
+from orchestrator.results import RunFolder, new_run_id
+from orchestrator.runner import run_tcp
+from orchestrator.settings import load_settings
+from orchestrator.summary import render_table
+
+ROOT = Path(__file__).resolve().parent.parent
+EXIT_FAILED_TRANSFERS = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrate.py",
+        description="Run progjar-lab experiments on the three-node Docker lab.",
+        epilog="Exit codes: 0 all ok, 3 some transfers failed, 2 bad usage or matrix, 1 lab error, 130 interrupted.",
+    )
+    parser.add_argument("command", nargs="?", default="run", choices=["run", "up", "down"], help="default: run")
+    parser.add_argument("--matrix", default="quick", help="quick (default), full, or a YAML file")
+    parser.add_argument("--results", type=Path, default=ROOT / "results", help="results folder (default ./results)")
+    parser.add_argument("--run-id", help="name of this run's folder (default: date-time-matrix)")
+    parser.add_argument("--down", action="store_true", help="stop the lab and remove its volumes")
+    parser.add_argument("--quiet", action="store_true", help="print only the final table and errors")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the matrix, bring the lab up, run every cell, print the summary."""
+    say = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    matrix = load_matrix(args.matrix, ROOT / "matrices")  # validate before touching Docker
+    lab = Lab(load_settings(ROOT), say)
+    folder = RunFolder(args.results, args.run_id or new_run_id(matrix.name))
+    if folder.path.exists():
+        raise LabError(f"{folder.path} already exists; choose another --run-id")
+    started = time.monotonic()
+    lab.up()
+    folder.create(matrix)
+    say(f"run {folder.run_id}: matrix {matrix.name}, {len(matrix.tcp)} TCP cells")
+    summaries = run_tcp(lab, folder, matrix.tcp, say)
+    table = render_table(summaries)
+    (folder.path / "summary.md").write_text(f"# Run {folder.run_id}: matrix {matrix.name}\n\n{table}\n")
+    print(table)
+    failed = sum(int(s["clients_failed"]) + int(s["server_failed"]) for s in summaries)  # type: ignore[call-overload]
+    wall = time.monotonic() - started
+    print(f"\n{len(summaries)} cells in {wall:.0f} s; results in {folder.path}")
+    if failed:
+        print(f"{failed} transfer(s) failed: see the errors column of {folder.path / 'summary.csv'}", file=sys.stderr)
+        return EXIT_FAILED_TRANSFERS
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.down or args.command == "down":
+            Lab(load_settings(ROOT)).down()
+            print("lab stopped and its volumes removed")
+            return 0
+        if args.command == "up":
+            Lab(load_settings(ROOT)).up()
+            print("lab is up: try `docker compose exec alpine-2 python -m app.stress_client --op upload --size 1MiB`")
+            return 0
+        return run(args)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130

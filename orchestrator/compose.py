@@ -1,0 +1,78 @@
+"""Drive the real Compose CLI (``docker compose`` v2, or ``docker-compose`` v1).
+
+Compose owns the topology (docker-compose.yml); this module never
+re-implements it, it only calls the CLI with the right project and variables.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from functools import cache
+
+from orchestrator.errors import ComposeError, DockerUnavailable
+from orchestrator.settings import Settings
+
+
+@cache
+def compose_command() -> tuple[str, ...]:
+    """The Compose CLI on this machine: v2 plugin first, then the v1 binary."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return ("docker", "compose")
+    if shutil.which("docker-compose"):
+        return ("docker-compose",)
+    raise DockerUnavailable(
+        "Docker Compose is not installed: neither `docker compose` nor `docker-compose` works.\n"
+        "Install the Compose plugin (or the docker-compose package) and try again."
+    )
+
+
+class Compose:
+    """One Compose project: the lab in ``settings.root``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # The node image's base is part of every service's configuration, so
+        # every call must pass the same one: otherwise Compose sees a changed
+        # configuration and recreates containers that did not need it.
+        self.base_image = settings.base_image or ""
+
+    def run(self, args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 900) -> str:
+        """Run ``compose -p PROJECT ARGS``; return its output or raise ComposeError."""
+        command = [*compose_command(), "-p", self.settings.project, *args]
+        full_env = {**self.settings.env, **(env or {})}
+        if self.base_image:
+            full_env["PROGJAR_BASE_IMAGE"] = self.base_image
+        try:
+            done = subprocess.run(
+                command,
+                cwd=self.settings.root,
+                env=full_env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise ComposeError(f"`{' '.join(command)}` did not finish in {timeout:g}s") from None
+        if done.returncode != 0:
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
+            raise ComposeError(f"`{' '.join(command)}` failed (exit {done.returncode}):\n{tail}")
+        return done.stdout
+
+    def build(self) -> None:
+        """Build the node image from ``self.base_image`` (cached layers make it quick)."""
+        self.run(["build"])
+
+    def up(self, services: Sequence[str] = (), env: Mapping[str, str] | None = None, recreate: bool = False) -> None:
+        """Start services (all by default) in the background, without building."""
+        args = ["up", "-d", "--no-build"]
+        if recreate:
+            args += ["--force-recreate", "--no-deps"]
+        self.run([*args, *services], env=env)
+
+    def down(self) -> None:
+        """Remove the lab's containers, network and volumes."""
+        self.run(["down", "--volumes", "--remove-orphans", "--timeout", "10"])

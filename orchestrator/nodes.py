@@ -1,0 +1,189 @@
+"""The Docker backend: the lab's nodes as Python objects.
+
+Containers are found by the labels Compose puts on them
+(``com.docker.compose.project`` and ``com.docker.compose.service``), never
+by guessed container names, so the lab works whatever Compose version
+named them. Everything the runner needs from Docker goes through ``Lab``.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from orchestrator.compose import Compose
+from orchestrator.errors import DockerUnavailable, NodeError
+from orchestrator.images import resolve_base_image
+from orchestrator.settings import CLIENT_NODE, NODES, SERVER_NODE, SERVER_PORT, Settings
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: str
+
+
+class Node:
+    """One running lab container."""
+
+    def __init__(self, client: docker.DockerClient, container: Container, name: str) -> None:
+        self._client = client
+        self.container = container
+        self.name = name
+
+    def exec(
+        self,
+        command: Sequence[str],
+        time_limit: float = 600,
+        on_line: Callable[[str], None] | None = None,
+    ) -> ExecResult:
+        """Run ``command`` in the node and wait for it; ``on_line`` sees output as it comes.
+
+        The command runs under coreutils ``timeout``, so it stops by itself
+        after ``time_limit`` seconds even if the orchestrator is gone.
+        """
+        bounded = ["timeout", "-k", "5", f"{time_limit:g}", *command]
+        api = self._client.api
+        try:
+            exec_id = api.exec_create(self.container.id, bounded, workdir="/opt/progjar")["Id"]
+            chunks: list[str] = []
+            partial = ""
+            for chunk in api.exec_start(exec_id, stream=True):
+                text = chunk.decode("utf-8", "replace")
+                chunks.append(text)
+                if on_line:
+                    partial += text
+                    *lines, partial = partial.split("\n")
+                    for line in lines:
+                        on_line(line)
+            if on_line and partial:
+                on_line(partial)
+            exit_code = api.exec_inspect(exec_id)["ExitCode"]
+        except docker.errors.APIError as exc:
+            raise NodeError(f"{self.name}: cannot run {' '.join(command)}: {exc.explanation or exc}") from None
+        if exit_code == 124:
+            raise NodeError(f"{self.name}: `{' '.join(command)}` was stopped after {time_limit:g}s")
+        return ExecResult(exit_code, "".join(chunks))
+
+    def check(self, command: Sequence[str], time_limit: float = 600) -> str:
+        """Run ``command``; raise NodeError unless it exits 0. Returns its output."""
+        result = self.exec(command, time_limit)
+        if result.exit_code != 0:
+            tail = "\n".join(result.output.strip().splitlines()[-10:])
+            raise NodeError(f"{self.name}: `{' '.join(command)}` exited {result.exit_code}:\n{tail}")
+        return result.output
+
+    def fetch(self, path: str, dest: Path) -> None:
+        """Copy the folder ``path`` out of the node into ``dest`` (created)."""
+        try:
+            stream, _ = self.container.get_archive(path)
+        except docker.errors.NotFound:
+            raise NodeError(f"{self.name}: {path} does not exist") from None
+        data = io.BytesIO(b"".join(stream))
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=data) as archive:
+            archive.extractall(dest, filter="data")
+
+    def logs(self, lines: int = 20) -> str:
+        return self.container.logs(tail=lines).decode("utf-8", "replace")
+
+
+def docker_client() -> docker.DockerClient:
+    """A client of the local engine, or DockerUnavailable with a clear reason."""
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except docker.errors.DockerException as exc:
+        raise DockerUnavailable(
+            f"cannot reach the Docker engine ({exc}).\n"
+            "Is Docker installed and running, and may this user use it (docker info)?"
+        ) from None
+
+
+class Lab:
+    """The running three-node lab of one Compose project."""
+
+    def __init__(self, settings: Settings, say: Say = print) -> None:
+        self.settings = settings
+        self.say = say
+        self.client = docker_client()
+        self.compose = Compose(settings)
+
+    # --- finding nodes -------------------------------------------------
+    def _containers(self, service: str | None = None) -> list[Container]:
+        labels = [f"com.docker.compose.project={self.settings.project}"]
+        if service:
+            labels.append(f"com.docker.compose.service={service}")
+        return self.client.containers.list(all=True, filters={"label": labels})
+
+    def node(self, service: str) -> Node:
+        """The running container of ``service``, or NodeError."""
+        found = [c for c in self._containers(service) if c.status == "running"]
+        if not found:
+            raise NodeError(f"node {service} is not running (start the lab: python orchestrate.py up)")
+        return Node(self.client, found[0], service)
+
+    def is_up(self) -> bool:
+        running = {c.labels.get("com.docker.compose.service") for c in self._containers() if c.status == "running"}
+        return set(NODES) <= running
+
+    # --- lifecycle -----------------------------------------------------
+    def up(self) -> None:
+        """Build the node image (cached) and start any node that is not running."""
+        self.compose.base_image = resolve_base_image(self.client, self.settings, self.say)
+        self.say(f"building the node image on {self.compose.base_image}")
+        self.compose.build()
+        self.say("starting alpine-1, alpine-2, alpine-3")
+        self.compose.up()
+        self.wait_server_ready()
+
+    def down(self) -> None:
+        self.compose.down()
+
+    def restart_server(self, pool: str, workers: int, outcomes: str, idle_timeout: float) -> None:
+        """Recreate alpine-1 with a new pool mode and size, then wait until it accepts."""
+        env = {
+            "PROGJAR_SERVER_POOL": pool,
+            "PROGJAR_SERVER_WORKERS": str(workers),
+            "PROGJAR_OUTCOMES": outcomes,
+            "PROGJAR_SERVER_TIMEOUT": f"{idle_timeout:g}",
+        }
+        self.compose.up([SERVER_NODE], env=env, recreate=True)
+        self.wait_server_ready()
+
+    def wait_server_ready(self, wait: float = 60) -> None:
+        """Readiness check: poll the server's port from a client node."""
+        probe = ["python", "-m", "app.probe", "--host", self.settings.server_ip, "--port", str(SERVER_PORT)]
+        result = self.node(CLIENT_NODE).exec([*probe, "--wait", f"{wait:g}"], time_limit=wait + 10)
+        if result.exit_code != 0:
+            logs = self._server_logs()
+            raise NodeError(f"the file server on {SERVER_NODE} did not become ready in {wait:g}s.\n{logs}")
+
+    def _server_logs(self) -> str:
+        containers = self._containers(SERVER_NODE)
+        if not containers:
+            return f"{SERVER_NODE} does not exist."
+        return f"Last lines of its log:\n{Node(self.client, containers[0], SERVER_NODE).logs()}"
+
+
+@contextmanager
+def running_lab(settings: Settings, say: Say = print, keep: bool = False) -> Iterator[Lab]:
+    """Bring the lab up for the ``with`` block; tear it down after unless ``keep``."""
+    lab = Lab(settings, say)
+    try:
+        lab.up()
+        yield lab
+    finally:
+        if not keep:
+            lab.down()
