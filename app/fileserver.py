@@ -214,7 +214,6 @@ def handle_connection(conn: socket.socket, peer: tuple[str, int], ctx: ServerCon
     except OSError as exc:
         outcome["error"] = f"connection error: {exc.strerror or exc}"
     finally:
-        conn.close()
         if outcome:
             seconds = time.perf_counter() - clock
             outcome.update(start=f"{started:.6f}", end=f"{started + seconds:.6f}", seconds=f"{seconds:.6f}")
@@ -226,6 +225,7 @@ def handle_connection(conn: socket.socket, peer: tuple[str, int], ctx: ServerCon
                 outcome.get("command", "-"), outcome.get("filename", "-"), peer[0], peer[1],
                 outcome["status"], f" ({outcome['error']})" if outcome.get("error") else "", seconds,
             )  # fmt: skip
+        conn.close()  # after the row is written: a client that sees the close can read it
 
 
 def _try_send(conn: socket.socket, data: bytes) -> None:

@@ -3,6 +3,7 @@
     python orchestrate.py                      run the quick matrix (default)
     python orchestrate.py --matrix full        the course's 108 cells
     python orchestrate.py --matrix my.yaml     your own matrix file
+    python orchestrate.py build                build the node image (and its base if needed)
     python orchestrate.py up                   build and start the lab, then exit
     python orchestrate.py down  (or --down)    stop the lab and remove its volumes
 
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run progjar-lab experiments on the three-node Docker lab.",
         epilog="Exit codes: 0 all ok, 3 some transfers failed, 2 bad usage or matrix, 1 lab error, 130 interrupted.",
     )
-    parser.add_argument("command", nargs="?", default="run", choices=["run", "up", "down"], help="default: run")
+    parser.add_argument(
+        "command", nargs="?", default="run", choices=["run", "build", "up", "down"], help="default: run"
+    )
     parser.add_argument("--matrix", default="quick", help="quick (default), full, or a YAML file")
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="results folder (default ./results)")
     parser.add_argument("--run-id", help="name of this run's folder (default: date-time-matrix)")
@@ -76,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.down or args.command == "down":
             Lab(load_settings(ROOT)).down()
             print("lab stopped and its volumes removed")
+            return 0
+        if args.command == "build":
+            image = Lab(load_settings(ROOT)).build()
+            print(f"node image built on {image}")
             return 0
         if args.command == "up":
             Lab(load_settings(ROOT)).up()

@@ -139,11 +139,16 @@ class Lab:
         return set(NODES) <= running
 
     # --- lifecycle -----------------------------------------------------
-    def up(self) -> None:
-        """Build the node image (cached) and start any node that is not running."""
+    def build(self) -> str:
+        """Build the node image (cached layers make a rebuild quick); return its base."""
         self.compose.base_image = resolve_base_image(self.client, self.settings, self.say)
         self.say(f"building the node image on {self.compose.base_image}")
         self.compose.build()
+        return self.compose.base_image
+
+    def up(self) -> None:
+        """Build the node image and start (or update) every node, then wait for the server."""
+        self.build()
         self.say("starting alpine-1, alpine-2, alpine-3")
         self.compose.up()
         self.wait_server_ready()

@@ -1,0 +1,76 @@
+"""A real file server process on loopback, for fast tests of its behaviour."""
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from app.probe import wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class LocalServer:
+    port: int
+    storage: Path
+    outcomes: Path
+    process: subprocess.Popen
+
+    def request(self, data: bytes, shutdown: bool = False, limit: int = 1 << 20) -> bytes:
+        """Send ``data``, read until the server closes (at most ``limit`` bytes)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall(data)
+            if shutdown:
+                sock.shutdown(socket.SHUT_WR)
+            chunks = []
+            while sum(map(len, chunks)) < limit and (chunk := sock.recv(65536)):
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    def rows(self, expected: int) -> list[dict[str, str]]:
+        """The outcome rows, once ``expected`` of them are written (at most 5 s).
+
+        A worker appends its row just after the client has its answer, so a
+        test that reads at once could race it.
+        """
+        deadline = time.monotonic() + 5
+        while True:
+            with self.outcomes.open() as f:
+                rows = list(csv.DictReader(f))
+            if len(rows) >= expected or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(params=["thread", "process"])
+def server(request, tmp_path) -> Iterator[LocalServer]:
+    port = free_port()
+    storage, outcomes = tmp_path / "storage", tmp_path / "outcomes.csv"
+    command = [sys.executable, "-m", "app.fileserver", "--pool", request.param, "--workers", "2",
+               "--host", "127.0.0.1", "--port", str(port), "--storage", str(storage),
+               "--outcomes", str(outcomes), "--timeout", "2", "--quiet"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert wait_for_port("127.0.0.1", port, 10), "server did not start"
+        yield LocalServer(port, storage, outcomes, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(timeout=15) == 0, "server did not stop cleanly on SIGTERM"
+        finally:
+            process.kill()

@@ -1,0 +1,50 @@
+"""The orchestrator's command line on bad input: a clear message and an exit code, never a traceback."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def orchestrate(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "orchestrate.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_invalid_matrix_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "tcp:\n  operations: [upload]\n  volumes: [lots]\n  clients: [1]\n"
+        "  server_workers: [1]\n  server_pools: [thread]\n"
+    )
+    done = orchestrate("--matrix", str(bad))
+    assert done.returncode == 2
+    assert "error:" in done.stderr and "volumes" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_matrix_names_the_builtin_ones():
+    done = orchestrate("--matrix", "no-such-matrix")
+    assert done.returncode == 2
+    assert "built-in matrices: full, quick" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unreachable_docker_engine(tmp_path):
+    done = orchestrate("up", env={"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"})
+    assert done.returncode == 1
+    assert "cannot reach the Docker engine" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_help_lists_exit_codes():
+    done = orchestrate("--help")
+    assert done.returncode == 0 and "Exit codes" in done.stdout

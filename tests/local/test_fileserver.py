@@ -1,0 +1,103 @@
+"""The file server's behaviour over real loopback sockets, in both pool modes."""
+
+import base64
+import hashlib
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from app import protocol
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+
+
+def upload(server, name: str, data: bytes, with_digest: bool = True) -> bytes:
+    encoded = base64.b64encode(data)
+    digest = hashlib.sha256(data).hexdigest() if with_digest else None
+    return server.request(protocol.upload_header(name, len(encoded), digest) + encoded)
+
+
+def test_upload_then_download_round_trip(server):
+    assert upload(server, "data.bin", PAYLOAD) == protocol.READY + protocol.UPLOAD_COMPLETE
+    reply = server.request(protocol.get_header("data.bin"))
+    assert reply == protocol.size_reply(len(PAYLOAD)) + PAYLOAD
+    assert (server.storage / "data.bin").read_bytes() == PAYLOAD
+    rows = server.rows(2)
+    assert [(r["command"], r["status"], r["bytes"]) for r in rows] == [
+        ("UPLOAD", "ok", str(len(PAYLOAD))),
+        ("GET", "ok", str(len(PAYLOAD))),
+    ]
+    assert rows[0]["sha256"] == hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def test_original_three_word_upload_with_payload_in_the_header_segment(server):
+    encoded = base64.b64encode(b"hello world")
+    reply = server.request(b"upload Hello.TXT " + str(len(encoded)).encode() + b"\r\n\r\n" + encoded)
+    assert reply == b"OK Ready to receive\r\n\r\nOK Upload complete\r\n\r\n"
+    assert (server.storage / "Hello.TXT").read_bytes() == b"hello world"
+
+
+def test_failed_uploads_leave_the_previous_version_intact(server):
+    assert upload(server, "keep.bin", PAYLOAD).endswith(protocol.UPLOAD_COMPLETE)
+    # wrong digest
+    encoded = base64.b64encode(b"other")
+    reply = server.request(protocol.upload_header("keep.bin", len(encoded), "0" * 64) + encoded)
+    assert reply.endswith(b"ERROR Checksum mismatch\r\n\r\n")
+    # invalid base64
+    assert server.request(b"UPLOAD keep.bin 8\r\n\r\n!!!!!!!!").endswith(b"ERROR Invalid Base64 data stream\r\n\r\n")
+    # client disconnects half way
+    server.request(b"UPLOAD keep.bin 4000\r\n\r\n" + b"QUJD" * 100, shutdown=True)
+    assert (server.storage / "keep.bin").read_bytes() == PAYLOAD
+    assert sorted(p.name for p in server.storage.iterdir()) == ["keep.bin"]  # no temporary file left
+    statuses = [(r["status"], r["error"]) for r in server.rows(4)]
+    assert statuses[0] == ("ok", "")
+    assert [s for s, _ in statuses[1:]] == ["error"] * 3
+    assert "connection closed after 400 of 4000" in statuses[3][1]
+
+
+def test_hostile_requests_get_an_error_and_the_server_keeps_serving(server):
+    cases = {
+        b"GET ../../etc/passwd\r\n\r\n": b"ERROR Invalid filename",
+        b"GET /etc/passwd\r\n\r\n": b"ERROR Invalid filename",
+        b"GET missing.bin\r\n\r\n": b"ERROR File not found",
+        b"DELETE x\r\n\r\n": b"ERROR Unknown command",
+        b"UPLOAD a.bin lots\r\n\r\n": b"ERROR Invalid size format",
+        b"G" * 9000: b"ERROR Header too large",
+    }
+    for request, answer in cases.items():
+        assert server.request(request).startswith(answer), request[:40]
+    assert upload(server, "after.bin", b"still serving").endswith(protocol.UPLOAD_COMPLETE)
+
+
+def test_silent_client_times_out_and_frees_the_worker(server):
+    with socket.create_connection(("127.0.0.1", server.port)) as idle:
+        idle.settimeout(10)
+        started = time.monotonic()
+        assert idle.recv(100) == b"ERROR Timeout waiting for client\r\n\r\n"
+        assert 1.5 < time.monotonic() - started < 8
+    assert upload(server, "next.bin", b"x").endswith(protocol.UPLOAD_COMPLETE)
+
+
+def test_concurrent_uploads_of_one_name_never_mix(server):
+    versions = [bytes([i]) * (512 * 1024) for i in range(6)]
+    threads = [threading.Thread(target=upload, args=(server, "same.bin", v)) for v in versions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert (server.storage / "same.bin").read_bytes() in versions
+    assert [r["status"] for r in server.rows(6)] == ["ok"] * 6
+
+
+def test_stress_client_against_the_server(server, tmp_path):
+    csv_path = tmp_path / "clients.csv"
+    base = [sys.executable, "-m", "app.stress_client", "--size", "2MiB", "--clients", "3", "--host", "127.0.0.1",
+            "--port", str(server.port), "--files", str(tmp_path / "files"), "--csv", str(csv_path)]  # fmt: skip
+    for op, pool in (("upload", "process"), ("download", "thread")):
+        done = subprocess.run([*base, "--op", op, "--pool", pool], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"3/3 {op}s of file_2MiB.bin" in done.stdout
+    lines = csv_path.read_text().splitlines()
+    assert len(lines) == 1 + 6 and all(",ok," in line for line in lines[1:])

@@ -1,0 +1,19 @@
+from orchestrator.settings import load_settings, parse_env_file
+
+
+def test_parse_env_file():
+    text = "# comment\nA=1\nexport B = two \nC='quoted value'\nbroken line\n\nD=\"x\"\n"
+    assert parse_env_file(text) == {"A": "1", "B": "two", "C": "quoted value", "D": "x"}
+
+
+def test_environment_overrides_env_file(tmp_path):
+    (tmp_path / ".env").write_text("COMPOSE_PROJECT_NAME=from-file\nPROGJAR_NET_PREFIX=10.9.9\n")
+    settings = load_settings(tmp_path, {"PROGJAR_NET_PREFIX": "172.16.30"})
+    assert settings.project == "from-file"
+    assert settings.server_ip == "172.16.30.101"
+    assert settings.base_image is None
+
+
+def test_defaults_without_env_file(tmp_path):
+    settings = load_settings(tmp_path, {})
+    assert (settings.project, settings.server_ip) == ("progjar-lab", "172.16.16.101")
