@@ -15,6 +15,20 @@ A matrix file looks like ``matrices/quick.yaml``::
 
 Every combination of the lists is one cell, numbered from 1 in the order
 server pool, operation, volume, clients, server workers.
+
+A ``udp`` section describes the second experiment (one sender, two
+receivers)::
+
+    udp:
+      models: [process, thread, process-pool, thread-pool, asyncio, broadcast]
+      payload_sizes: [1, 1024]    # bytes of file data per datagram (1 as in the course)
+      framing: framed             # framed (sequence numbers, end marker) or raw (the original's bare bytes)
+      repeats: 3                  # optional, default 1
+      rate: 0                     # optional: datagrams per second per destination, 0 = unpaced
+      idle_timeout: 5             # optional: seconds a receiver waits for more before it reports
+
+Its cells are numbered in the order model, payload size, repeat. A matrix
+needs at least one of the two sections.
 """
 
 from __future__ import annotations
@@ -39,7 +53,12 @@ TCP_KEYS = {
     "operations", "volumes", "clients", "server_workers", "server_pools",
     "client_pools", "timeout", "server_idle_timeout",
 }  # fmt: skip
-TOP_KEYS = {"name", "description", "tcp"}
+TOP_KEYS = {"name", "description", "tcp", "udp"}
+
+UDP_MODELS = ("process", "thread", "process-pool", "thread-pool", "asyncio", "broadcast")
+UDP_FRAMINGS = ("framed", "raw")
+UDP_KEYS = {"models", "payload_sizes", "framing", "repeats", "rate", "idle_timeout"}
+MAX_UDP_PAYLOAD = 65507  # largest UDP payload over IPv4
 
 
 @dataclass(frozen=True)
@@ -66,10 +85,29 @@ class TcpCell:
 
 
 @dataclass(frozen=True)
+class UdpCell:
+    """One run of the UDP experiment: one model, one payload size, one repeat."""
+
+    number: int
+    model: str  # one of UDP_MODELS
+    payload: int  # bytes of file data per datagram
+    repeat: int  # 1-based
+    framing: str = "framed"
+    rate: float = 0.0  # datagrams per second per destination; 0 = as fast as possible
+    idle_timeout: float = 5.0
+
+    @property
+    def id(self) -> str:
+        """Stable folder name, e.g. ``003-thread-1B-r1``."""
+        return f"{self.number:03d}-{self.model}-{self.payload}B-r{self.repeat}"
+
+
+@dataclass(frozen=True)
 class Matrix:
     name: str
     description: str
     tcp: list[TcpCell] = field(default_factory=list)
+    udp: list[UdpCell] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)  # the file's data, kept with the results
 
 
@@ -150,17 +188,47 @@ def expand_tcp(section: Any, where: str = "tcp") -> list[TcpCell]:
     ]
 
 
+def expand_udp(section: Any, where: str = "udp") -> list[UdpCell]:
+    """Validate a ``udp`` section and expand it into numbered cells."""
+    if not isinstance(section, dict):
+        raise _fail(where, "must be a mapping of settings")
+    unknown = set(section) - UDP_KEYS
+    if unknown:
+        raise _fail(where, f"unknown key(s) {_names(unknown)}; known: {_names(UDP_KEYS)}")
+    for key in ("models", "payload_sizes"):
+        if key not in section:
+            raise _fail(where, f"missing key {key!r}")
+    models = _choices(where, "models", section["models"], UDP_MODELS)
+    payloads = _positive_ints(where, "payload_sizes", section["payload_sizes"], MAX_UDP_PAYLOAD)
+    framing = _choices(where, "framing", section.get("framing", "framed"), UDP_FRAMINGS)
+    if len(framing) != 1:
+        raise _fail(where, "framing: give one of framed, raw")
+    repeats = _positive_ints(where, "repeats", section.get("repeats", 1), 1000)
+    if len(repeats) != 1:
+        raise _fail(where, "repeats: give one number")
+    rate = section.get("rate", 0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 10_000_000:
+        raise _fail(where, f"rate: {rate!r} is not a number of datagrams per second from 0 to 10000000")
+    idle = _seconds(where, "idle_timeout", section.get("idle_timeout", 5))
+    combos = itertools.product(models, payloads, range(1, repeats[0] + 1))
+    return [
+        UdpCell(number, model, payload, repeat, framing[0], float(rate), idle)
+        for number, (model, payload, repeat) in enumerate(combos, start=1)
+    ]
+
+
 def parse_matrix(data: Any, name: str) -> Matrix:
     """Validate a matrix file's parsed YAML."""
     if not isinstance(data, dict):
-        raise _fail(name, "a matrix file must be a YAML mapping with a 'tcp' section")
+        raise _fail(name, "a matrix file must be a YAML mapping with a 'tcp' and/or 'udp' section")
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise _fail(name, f"unknown section(s) {_names(unknown)}; known: {_names(TOP_KEYS)}")
-    if "tcp" not in data:
-        raise _fail(name, "nothing to run: add a 'tcp' section")
-    cells = expand_tcp(data["tcp"], f"{name}: tcp")
-    return Matrix(str(data.get("name", name)), str(data.get("description", "")), cells, data)
+    if "tcp" not in data and "udp" not in data:
+        raise _fail(name, "nothing to run: add a 'tcp' or a 'udp' section")
+    tcp = expand_tcp(data["tcp"], f"{name}: tcp") if "tcp" in data else []
+    udp = expand_udp(data["udp"], f"{name}: udp") if "udp" in data else []
+    return Matrix(str(data.get("name", name)), str(data.get("description", "")), tcp, udp, data)
 
 
 def load_matrix(spec: str, builtin_dir: Path) -> Matrix:

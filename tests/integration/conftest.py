@@ -1,8 +1,9 @@
 """The real three-node lab, brought up once for the integration tests and always torn down.
 
 It runs as its own Compose project on its own network and subnet
-(172.16.17.0/24 unless PROGJAR_TEST_NET_PREFIX says otherwise), so a
-student's lab on the course's addresses can keep running meanwhile.
+(``progjar-test`` on 172.16.17.0/24, or PROGJAR_TEST_PROJECT and
+PROGJAR_TEST_NET_PREFIX), so a student's lab on the course's addresses can
+keep running meanwhile, and two test sessions can run side by side.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from orchestrator.nodes import Lab, running_lab
 from orchestrator.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+TEST_PROJECT = os.environ.get("PROGJAR_TEST_PROJECT", "progjar-test")
 TEST_ENV = {
-    "COMPOSE_PROJECT_NAME": "progjar-test",
-    "PROGJAR_NETWORK": "progjar-test-network",
+    "COMPOSE_PROJECT_NAME": TEST_PROJECT,
+    "PROGJAR_NETWORK": f"{TEST_PROJECT}-network",
     "PROGJAR_NET_PREFIX": os.environ.get("PROGJAR_TEST_NET_PREFIX", "172.16.17"),
 }
 
