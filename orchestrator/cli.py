@@ -4,6 +4,9 @@
     python orchestrate.py --matrix full        the course's full matrix
     python orchestrate.py --matrix my.yaml     your own matrix file
     python orchestrate.py --experiment udp     only the UDP part of the matrix
+    python orchestrate.py --repeat 3 --shuffle every cell 3 times, in random order
+    python orchestrate.py --resume RUN_ID      continue an interrupted run
+    python orchestrate.py --lang id            tables with the course report's Indonesian headers
     python orchestrate.py build                build the node image (and its base if needed)
     python orchestrate.py up                   build and start the lab, then exit
     python orchestrate.py down  (or --down)    stop the lab and remove its volumes
@@ -16,18 +19,19 @@ failed (see the summary); 2 bad usage or matrix; 1 Docker or the lab failed;
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.errors import LabError, MatrixError
-from orchestrator.matrix import load_matrix
+from orchestrator.matrix import Matrix, load_matrix, parse_matrix, plan_cells
 from orchestrator.nodes import Lab
-from orchestrator.results import RunFolder, new_run_id
+from orchestrator.results import RunFolder, RunState, new_run_id, write_csv
 from orchestrator.runner import run_tcp
 from orchestrator.settings import load_settings
-from orchestrator.summary import render_table
+from orchestrator.summary import SEED_HEADERS_ID, render_table, seed_csv_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_FAILED_TRANSFERS = 3
@@ -43,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("command", nargs="?", default="run", choices=sorted(COMMANDS), help="default: run")
     parser.add_argument("--matrix", default="quick", help="quick (default), full, or a YAML file")
     parser.add_argument("--experiment", choices=EXPERIMENTS, default="all", help="which sections of the matrix run")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N", help="run every cell N times (mean ± sd)")
+    parser.add_argument("--shuffle", action="store_true", help="run the cells in random order (seed is recorded)")
+    parser.add_argument("--seed", type=int, help="seed for --shuffle (default: random)")
+    parser.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run without redoing its cells")
+    parser.add_argument("--lang", choices=["en", "id"], default="en", help="table headers: en, or id (course report)")
+    parser.add_argument(
+        "--keep-downloads", action="store_true", help="keep downloaded files (default: verify, discard)"
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="results folder (default ./results)")
     parser.add_argument("--run-id", help="name of this run's folder (default: date-time-matrix)")
     parser.add_argument("--down", action="store_true", help="stop the lab and remove its volumes")
@@ -51,45 +63,91 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _say(args: argparse.Namespace) -> Callable[[str], None]:
-    return (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    if args.quiet:
+        return lambda _msg: None
+    return lambda msg: print(msg, end="" if msg.endswith("\r") else "\n", flush=True)
+
+
+def _plan(args: argparse.Namespace, folder: RunFolder) -> tuple[Matrix, RunState]:
+    """The matrix and run state: new from the arguments, or stored in the run folder for --resume."""
+    if args.resume:
+        state = folder.load_state()
+        matrix = parse_matrix(folder.matrix_data(), state.matrix)
+        return matrix, state
+    matrix = load_matrix(args.matrix, ROOT / "matrices")
+    seed = (args.seed if args.seed is not None else random.randrange(2**31)) if args.shuffle else None
+    state = RunState(folder.run_id, args.matrix, args.experiment, args.repeat, seed, "running", time.time())
+    return matrix, state
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Load the matrix, bring the lab up, run its cells, print the summaries."""
     say = _say(args)
-    matrix = load_matrix(args.matrix, ROOT / "matrices")  # validate before touching Docker
-    tcp_cells = matrix.tcp if args.experiment in ("all", "tcp") else []
-    udp_cells = matrix.udp if args.experiment in ("all", "udp") else []
+    if args.repeat < 1:
+        raise MatrixError("--repeat must be at least 1")
+    if args.resume:
+        folder = RunFolder(args.results, args.resume)
+    else:
+        folder = RunFolder(args.results, args.run_id or new_run_id(Path(args.matrix).stem))
+    if not args.resume and folder.path.exists():
+        raise LabError(f"{folder.path} already exists; choose another --run-id or --resume {folder.run_id}")
+    matrix, state = _plan(args, folder)  # the matrix is validated before Docker is touched
+    tcp_cells = plan_cells(matrix.tcp, state.repeat, state.shuffle_seed) if state.experiment != "udp" else []
+    udp_cells = matrix.udp if state.experiment != "tcp" else []
     if not tcp_cells and not udp_cells:
-        raise MatrixError(f"matrix {matrix.name} has no {args.experiment} section to run")
+        raise MatrixError(f"matrix {matrix.name} has no {state.experiment} section to run")
+    finished = folder.finished_cells() if args.resume else []
+    done_ids = {row["cell_id"] for row in finished}
+    todo = [cell for cell in tcp_cells if cell.id not in done_ids]
     lab = Lab(load_settings(ROOT), say)
-    folder = RunFolder(args.results, args.run_id or new_run_id(matrix.name))
-    if folder.path.exists():
-        raise LabError(f"{folder.path} already exists; choose another --run-id")
     started = time.monotonic()
     lab.up()
-    folder.create(matrix)
-    say(f"run {folder.run_id}: matrix {matrix.name}, {len(tcp_cells)} TCP and {len(udp_cells)} UDP cells")
+    if args.resume:
+        folder.drop_unfinished()
+        say(f"resuming run {folder.run_id}: {len(done_ids)} of {len(tcp_cells)} TCP cells already done")
+    else:
+        folder.create(matrix, state)
+        seed = f", shuffled with seed {state.shuffle_seed}" if state.shuffle_seed is not None else ""
+        say(f"run {folder.run_id}: matrix {matrix.name}, {len(tcp_cells)} TCP and {len(udp_cells)} UDP cells{seed}")
+    state.status = "running"
+    folder.save_state(state)
     failed = 0
     report = [f"# Run {folder.run_id}: matrix {matrix.name}\n"]
-    if tcp_cells:
-        summaries = run_tcp(lab, folder, tcp_cells, say)
-        table = render_table(summaries)
-        report.append(f"## TCP file server\n\n{table}\n")
-        print(table)
-        failed += sum(int(s["clients_failed"]) + int(s["server_failed"]) for s in summaries)  # type: ignore[call-overload]
-    if udp_cells:
-        from orchestrator.udp_runner import run_udp
-        from orchestrator.udp_summary import count_failures, render_udp_table
+    try:
+        if tcp_cells:
+            new = run_tcp(lab, folder, todo, say, finished=len(done_ids), keep_downloads=args.keep_downloads)
+            summaries = [*finished, *new]
+            table = render_table(summaries, lang=args.lang)
+            report.append(f"## TCP file server\n\n{table}\n")
+            print(table)
+            if args.lang == "id":
+                for name, rows in seed_csv_tables(summaries).items():
+                    write_csv(folder.path / name, SEED_HEADERS_ID, rows)
+            failed += sum(int(s["clients_failed"]) + int(s["server_failed"]) for s in summaries)  # type: ignore[call-overload]
+        if udp_cells:
+            from orchestrator.udp_runner import run_udp
+            from orchestrator.udp_summary import count_failures, render_udp_table
 
-        udp_rows = run_udp(lab, folder, udp_cells, say)
-        table = render_udp_table(udp_rows)
-        report.append(f"## UDP sender to two receivers\n\n{table}\n")
-        print(f"\n{table}")
-        failed += count_failures(udp_rows)
+            udp_rows = run_udp(lab, folder, udp_cells, say)
+            table = render_udp_table(udp_rows)
+            report.append(f"## UDP sender to two receivers\n\n{table}\n")
+            print(f"\n{table}")
+            failed += count_failures(udp_rows)
+    except KeyboardInterrupt:
+        state.status = "interrupted"
+        folder.save_state(state)
+        print(f"\nresume with: python orchestrate.py --resume {folder.run_id}", file=sys.stderr)
+        raise
+    except LabError:
+        state.status = "failed"
+        folder.save_state(state)
+        print(f"resume with: python orchestrate.py --resume {folder.run_id}", file=sys.stderr)
+        raise
+    state.status, state.finished = "finished", time.time()
+    folder.save_state(state)
     (folder.path / "summary.md").write_text("\n".join(report))
     wall = time.monotonic() - started
-    print(f"\n{len(tcp_cells) + len(udp_cells)} cells in {wall:.0f} s; results in {folder.path}")
+    print(f"\n{len(todo) + len(udp_cells)} cells in {wall:.0f} s; results in {folder.path}")
     if failed:
         print(f"{failed} transfer(s) failed: see the errors column of {folder.path / 'summary.csv'}", file=sys.stderr)
         return EXIT_FAILED_TRANSFERS

@@ -10,11 +10,12 @@ A matrix file looks like ``matrices/quick.yaml``::
       server_workers: [1, 5]
       server_pools: [thread, process]
       client_pools: [thread]      # optional, default [thread]
+      protocols: [stream]         # optional: stream (port 8889) and/or json (port 6666)
       timeout: 300                # optional: seconds per transfer
       server_idle_timeout: 60     # optional: seconds a server waits on a silent client
 
 Every combination of the lists is one cell, numbered from 1 in the order
-server pool, operation, volume, clients, server workers.
+server pool, client pool, protocol, operation, volume, clients, server workers.
 
 A ``udp`` section describes the second experiment (one sender, two
 receivers)::
@@ -34,7 +35,8 @@ needs at least one of the two sections.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+import random
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +47,14 @@ from orchestrator.errors import MatrixError
 
 OPERATIONS = ("upload", "download")
 POOLS = ("thread", "process")
+PROTOCOLS = ("stream", "json")
 MAX_CLIENTS = 500
 MAX_WORKERS = 500
 MAX_VOLUME = 4 * 1024**3
 
 TCP_KEYS = {
     "operations", "volumes", "clients", "server_workers", "server_pools",
-    "client_pools", "timeout", "server_idle_timeout",
+    "client_pools", "protocols", "timeout", "server_idle_timeout",
 }  # fmt: skip
 TOP_KEYS = {"name", "description", "tcp", "udp"}
 
@@ -74,13 +77,16 @@ class TcpCell:
     client_pool: str = "thread"
     timeout: float = 300.0
     server_idle_timeout: float = 60.0
+    protocol: str = "stream"
+    repeat: int = 1  # 1-based; see plan_cells()
 
     @property
     def id(self) -> str:
-        """Stable folder name, e.g. ``007-upload-10MiB-c5-thread5``."""
+        """Stable folder name, e.g. ``007-upload-10MiB-c5-thread5-r1``."""
+        protocol = "" if self.protocol == "stream" else f"-{self.protocol}"
         return (
             f"{self.number:03d}-{self.op}-{format_size(self.volume)}-c{self.clients}"
-            f"-{self.server_pool}{self.server_workers}"
+            f"-{self.server_pool}{self.server_workers}{protocol}-r{self.repeat}"
         )
 
 
@@ -179,13 +185,29 @@ def expand_tcp(section: Any, where: str = "tcp") -> list[TcpCell]:
     workers = _positive_ints(where, "server_workers", section["server_workers"], MAX_WORKERS)
     server_pools = _choices(where, "server_pools", section["server_pools"], POOLS)
     client_pools = _choices(where, "client_pools", section.get("client_pools", ["thread"]), POOLS)
+    protocols = _choices(where, "protocols", section.get("protocols", ["stream"]), PROTOCOLS)
     timeout = _seconds(where, "timeout", section.get("timeout", 300))
     idle = _seconds(where, "server_idle_timeout", section.get("server_idle_timeout", 60))
-    combos = itertools.product(server_pools, client_pools, operations, volumes, clients, workers)
+    combos = itertools.product(server_pools, client_pools, protocols, operations, volumes, clients, workers)
     return [
-        TcpCell(number, op, volume, n_clients, n_workers, server_pool, client_pool, timeout, idle)
-        for number, (server_pool, client_pool, op, volume, n_clients, n_workers) in enumerate(combos, start=1)
+        TcpCell(number, op, volume, n_clients, n_workers, server_pool, client_pool, timeout, idle, protocol)
+        for number, (server_pool, client_pool, protocol, op, volume, n_clients, n_workers) in enumerate(combos, start=1)
     ]
+
+
+def plan_cells(cells: list[TcpCell], repeat: int = 1, shuffle_seed: int | None = None) -> list[TcpCell]:
+    """The order cells run in: ``repeat`` rounds of the matrix, shuffled if a seed is given.
+
+    Repeats run in rounds (all cells once, then all again) rather than back
+    to back, so a slow minute of the machine does not hit one cell only.
+    The same seed always gives the same order: a run can be resumed.
+    """
+    if repeat < 1:
+        raise MatrixError(f"--repeat must be at least 1, not {repeat}")
+    planned = [replace(cell, repeat=r) for r in range(1, repeat + 1) for cell in cells]
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(planned)
+    return planned
 
 
 def expand_udp(section: Any, where: str = "udp") -> list[UdpCell]:

@@ -1,22 +1,28 @@
 """The folder of one run: ``results/<run-id>/``.
 
     results/<run-id>/
+        run.json          how the run was asked for (matrix, repeats, seed) and its status
         matrix.yaml       the matrix that ran
         clients.csv       one row per client transfer, all cells
         server.csv        one row per request the server handled, all cells
         summary.csv       one row per cell (English headers)
-        summary.md        the summary table
+        laporan-<pool>.csv  with --lang id: the course report's Indonesian columns, per pool mode
+        summary.md        the summary tables
         cells/<cell-id>/  the raw files each node wrote for that cell
 
 Inside the nodes the same run lives under ``/results/<run-id>/`` on the
 shared results volume; the orchestrator copies each cell out as it ends.
+A cell's rows are appended to the merged CSV files only once it has
+finished, summary last, so ``summary.csv`` lists exactly the finished cells.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -24,10 +30,16 @@ import yaml
 from app.csvlog import CsvLog
 from app.fileserver import OUTCOME_FIELDS
 from app.stress_client import ROW_FIELDS
-from orchestrator.matrix import Matrix, TcpCell
+from orchestrator.errors import LabError
+from orchestrator.matrix import Matrix, TcpCell, UdpCell
 from orchestrator.summary import SUMMARY_FIELDS
 
 CONTAINER_RESULTS = "/results"
+MERGED_FIELDS = {
+    "clients.csv": ["cell_id", *ROW_FIELDS],
+    "server.csv": ["cell_id", "cell", *OUTCOME_FIELDS],
+    "summary.csv": SUMMARY_FIELDS,
+}
 
 
 def new_run_id(matrix_name: str, now: float | None = None) -> str:
@@ -45,28 +57,94 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def write_csv(path: Path, fields: Sequence[str], rows: Sequence[Mapping[str, object]]) -> None:
+    """Write a whole CSV file (replacing it atomically)."""
+    temp = path.with_suffix(".tmp")
+    with temp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fields, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    temp.replace(path)
+
+
+@dataclass
+class RunState:
+    """What ``--resume`` needs to plan the same cells in the same order."""
+
+    run_id: str
+    matrix: str  # as given on the command line
+    experiment: str
+    repeat: int
+    shuffle_seed: int | None
+    status: str  # running | interrupted | finished | failed
+    started: float
+    finished: float | None = None
+
+
 class RunFolder:
-    """Paths and appenders of one run's results, on the host and in the nodes."""
+    """Paths and files of one run's results, on the host and in the nodes."""
 
     def __init__(self, results_root: Path, run_id: str) -> None:
         self.run_id = run_id
         self.path = results_root / run_id
         self.container_path = f"{CONTAINER_RESULTS}/{run_id}"
 
-    def create(self, matrix: Matrix) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "cells").mkdir(exist_ok=True)
+    # --- the run as a whole ---------------------------------------------------
+    def create(self, matrix: Matrix, state: RunState) -> None:
+        if self.path.exists():
+            raise LabError(f"{self.path} already exists; choose another --run-id or --resume {self.run_id}")
+        (self.path / "cells").mkdir(parents=True)
         (self.path / "matrix.yaml").write_text(yaml.safe_dump(matrix.source, sort_keys=False))
+        self.save_state(state)
 
-    def cell_container_dir(self, cell: TcpCell) -> str:
+    def save_state(self, state: RunState) -> None:
+        (self.path / "run.json").write_text(json.dumps(asdict(state), indent=2) + "\n")
+
+    def load_state(self) -> RunState:
+        try:
+            return RunState(**json.loads((self.path / "run.json").read_text()))
+        except FileNotFoundError:
+            raise LabError(f"no run to resume at {self.path} (run.json is missing)") from None
+        except (ValueError, TypeError) as exc:
+            raise LabError(f"{self.path / 'run.json'} is damaged: {exc}") from None
+
+    def matrix_data(self) -> object:
+        return yaml.safe_load((self.path / "matrix.yaml").read_text())
+
+    # --- cells ---------------------------------------------------------------------
+    def cell_container_dir(self, cell: TcpCell | UdpCell) -> str:
         return f"{self.container_path}/cells/{cell.id}"
 
-    def cell_dir(self, cell: TcpCell) -> Path:
+    def cell_dir(self, cell: TcpCell | UdpCell) -> Path:
         return self.path / "cells" / cell.id
 
-    def append(self, name: str, rows: list[Mapping[str, object]]) -> None:
-        """Append rows to one of the run's merged CSV files, as cells finish."""
-        fields = {"clients.csv": ROW_FIELDS, "server.csv": ["cell", *OUTCOME_FIELDS], "summary.csv": SUMMARY_FIELDS}
-        with CsvLog(str(self.path / name), fields[name]) as log:
+    def append(self, name: str, rows: Sequence[Mapping[str, object]]) -> None:
+        """Append rows to one of the run's merged CSV files."""
+        with CsvLog(str(self.path / name), MERGED_FIELDS[name]) as log:
             for row in rows:
                 log.write(row)
+
+    def append_cell(
+        self,
+        cell_id: str,
+        clients: Sequence[Mapping[str, object]],
+        server: Sequence[Mapping[str, object]],
+        summary: Mapping[str, object],
+    ) -> None:
+        """Record one finished cell: its client and server rows, then its summary."""
+        self.append("clients.csv", [{"cell_id": cell_id, **row} for row in clients])
+        self.append("server.csv", [{"cell_id": cell_id, **row} for row in server])
+        self.append("summary.csv", [summary])
+
+    def finished_cells(self) -> list[dict[str, str]]:
+        return read_csv(self.path / "summary.csv")
+
+    def drop_unfinished(self) -> None:
+        """Remove rows of a cell that was cut off before its summary was written."""
+        done = {row["cell_id"] for row in self.finished_cells()}
+        for name in ("clients.csv", "server.csv"):
+            path = self.path / name
+            rows = read_csv(path)
+            kept = [row for row in rows if row.get("cell_id") in done]
+            if len(kept) != len(rows):
+                write_csv(path, MERGED_FIELDS[name], kept)

@@ -1,25 +1,32 @@
 """Run a matrix's TCP cells on a running lab, one cell at a time.
 
-For each cell: seed the server's download file if needed, recreate the
-server with the cell's pool mode and size, wait until it accepts, run the
-stress client on alpine-2, stop the server (so every outcome row is
-written), copy the cell's files out of the results volume and summarise.
+For each cell: check there is disk space for it, recreate the server with
+the cell's pool mode and size, wait until it accepts, seed the file to
+download if needed, run the stress client on alpine-2 while sampling both
+containers, stop the server (so every outcome row is written), copy the
+cell's files out of the results volume and append its rows to the run's
+CSV files. A cell is either wholly in the CSV files or not at all, so an
+interrupted run resumes cleanly (see ``cli.py --resume``).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from app.sizes import format_size
 from orchestrator.errors import LabError
 from orchestrator.matrix import TcpCell
 from orchestrator.nodes import Lab
 from orchestrator.results import RunFolder, read_csv
-from orchestrator.settings import CLIENT_NODE, SERVER_NODE, SERVER_PORT
+from orchestrator.settings import CLIENT_NODE, JSON_PORT, SERVER_NODE, SERVER_PORT
 from orchestrator.summary import summarize_cell
+from orchestrator.telemetry import sampling
 
 STRESS_EXIT_OK = (0, 3)  # 3: the client ran, and some transfers failed (they are in its CSV)
+DISK_MARGIN = 256 * 2**20  # keep this much free beyond what a cell needs
 
 
 def _clock(seconds: float) -> str:
@@ -29,27 +36,41 @@ def _clock(seconds: float) -> str:
 
 @dataclass
 class Progress:
-    """Cells done of total, elapsed and ETA; one line per cell."""
+    """Cells done of total, the current cell, elapsed, ETA and failures so far.
+
+    On a terminal the current cell is shown on a line that is rewritten in
+    place; elsewhere (CI, a log file) only one plain line per finished cell.
+    """
 
     total: int
     say: Callable[[str], None]
+    done: int = 0  # includes cells finished by an earlier, resumed attempt
+    live: bool = field(default_factory=lambda: sys.stdout.isatty())
     started: float = field(default_factory=time.monotonic)
-    done: int = 0
+    ran: int = 0
     failed_transfers: int = 0
+
+    def _times(self) -> str:
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / self.ran * (self.total - self.done) if self.ran else None
+        return f"elapsed {_clock(elapsed)} eta {_clock(eta) if eta is not None else '?:??:??'}"
+
+    def cell_started(self, cell: TcpCell) -> None:
+        if self.live:
+            self.say(f"\r\033[K[{self.done + 1:>3}/{self.total}] {cell.id} running… | {self._times()}\r")
 
     def cell_done(self, summary: Mapping[str, object], cell: TcpCell) -> None:
         self.done += 1
-        failed = int(summary["clients_failed"]) + int(summary["server_failed"])  # type: ignore[call-overload]
-        self.failed_transfers += failed
-        elapsed = time.monotonic() - self.started
-        eta = elapsed / self.done * (self.total - self.done)
+        self.ran += 1
+        self.failed_transfers += int(summary["clients_failed"]) + int(summary["server_failed"])  # type: ignore[call-overload]
         time_s = summary["time_per_client_mean_s"]
         speed = summary["throughput_per_client_mean_mibps"]
         figures = f"{time_s:.3f} s/client {speed:8.2f} MiB/s" if time_s is not None else "no transfer succeeded"
+        prefix = "\r\033[K" if self.live else ""
         self.say(
-            f"[{self.done:>3}/{self.total}] {cell.id:<34} clients {summary['clients_ok']}/{summary['clients_failed']}"
-            f"  server {summary['server_ok']}/{summary['server_failed']}  {figures}"
-            f"  | elapsed {_clock(elapsed)} eta {_clock(eta)} failures {self.failed_transfers}"
+            f"{prefix}[{self.done:>3}/{self.total}] {cell.id:<37} clients {summary['clients_ok']}/"
+            f"{summary['clients_failed']}  server {summary['server_ok']}/{summary['server_failed']}  {figures}"
+            f"  | {self._times()} failures {self.failed_transfers}"
         )
 
 
@@ -65,47 +86,101 @@ def _missing_rows(cell: TcpCell, rows: list[dict[str, str]], reason: str) -> lis
     return [{**labels, "client": str(i), **failed} for i in range(1, cell.clients + 1) if str(i) not in seen]
 
 
-def run_tcp_cell(lab: Lab, folder: RunFolder, cell: TcpCell) -> dict[str, object]:
+def disk_needed(cell: TcpCell, keep_downloads: bool = False) -> int:
+    """Bytes of volume space a cell may use at its peak.
+
+    Uploads: one temporary file per concurrent client on the server, the
+    stored file and the client's source. Downloads: the server's source,
+    the client's reference, and every received copy if they are kept.
+    """
+    if cell.op == "upload":
+        return cell.volume * (cell.clients + 2)
+    return cell.volume * (2 + (cell.clients if keep_downloads else 0))
+
+
+def check_disk(lab: Lab, cell: TcpCell, keep_downloads: bool) -> None:
+    """Refuse to start a cell that would fill the disk, with a clear message."""
+    need = disk_needed(cell, keep_downloads) + DISK_MARGIN
+    statvfs = "import os; s = os.statvfs('/srv/files'); print(s.f_bavail * s.f_frsize)"
+    free = int(lab.node(SERVER_NODE).check(["python", "-c", statvfs]).strip())
+    if free < need:
+        raise LabError(
+            f"cell {cell.id} needs about {format_size(need)} of free disk in Docker's storage "
+            f"but only {format_size(free)} is free. Free some space or use smaller volumes or fewer clients."
+        )
+
+
+def stop_stray_processes(lab: Lab) -> None:
+    """After an interruption: no stress client left running in the client node."""
+    # "[a]pp" matches the client but not this command line itself (nor its `timeout` wrapper).
+    lab.node(CLIENT_NODE).exec(["pkill", "-TERM", "-f", "[a]pp.stress_client"], time_limit=30)
+
+
+def run_tcp_cell(lab: Lab, folder: RunFolder, cell: TcpCell, keep_downloads: bool = False) -> dict[str, object]:
     """Run one cell and return its summary row; its CSV rows go into ``folder``."""
     remote = folder.cell_container_dir(cell)
     client = lab.node(CLIENT_NODE)
+    client.check(["rm", "-rf", remote])  # a cell interrupted earlier starts afresh
     client.check(["mkdir", "-p", remote])
     lab.restart_server(cell.server_pool, cell.server_workers, f"{remote}/server.csv", cell.server_idle_timeout)
+    check_disk(lab, cell, keep_downloads)
+    server = lab.node(SERVER_NODE)
     if cell.op == "download":  # the file to download: same generator, same bytes as the client's reference
-        genfile = ["python", "-m", "app.genfile", "--size", str(cell.volume), "--dir", "/srv/files"]
-        lab.node(SERVER_NODE).check(genfile)
+        server.check(["python", "-m", "app.genfile", "--size", str(cell.volume), "--dir", "/srv/files"])
+    port = JSON_PORT if cell.protocol == "json" else SERVER_PORT
     command = [
         "python", "-m", "app.stress_client", "--op", cell.op, "--size", str(cell.volume),
         "--clients", str(cell.clients), "--pool", cell.client_pool,
-        "--host", lab.settings.server_ip, "--port", str(SERVER_PORT), "--timeout", f"{cell.timeout:g}",
+        "--host", lab.settings.server_ip, "--port", str(port), "--timeout", f"{cell.timeout:g}",
         "--csv", f"{remote}/clients.csv", "--cell", str(cell.number),
         "--server-workers", str(cell.server_workers), "--server-pool", cell.server_pool, "--quiet",
     ]  # fmt: skip
-    # Bounded: every transfer has its own deadline; this is the backstop.
-    result = client.exec(command, time_limit=cell.timeout + 120)
-    lab.node(SERVER_NODE).container.stop(timeout=15)  # flushes the last outcome rows
+    if cell.protocol != "stream":
+        command += ["--protocol", cell.protocol]
+    if keep_downloads and cell.op == "download":
+        command += ["--keep", f"{remote}/downloads"]
+    containers = {"server": server.container.id, "client": client.container.id}
+    with sampling(lab.client, containers) as samples:
+        # Bounded: every transfer has its own deadline; this is the backstop.
+        result = client.exec(command, time_limit=cell.timeout + 120)
+    server.container.stop(timeout=15)  # flushes the last outcome rows
     client.fetch(remote, folder.cell_dir(cell).parent)
     client_rows = read_csv(folder.cell_dir(cell) / "clients.csv")
     if result.exit_code not in STRESS_EXIT_OK or len(client_rows) < cell.clients:
         tail = result.output.strip().splitlines()[-1:] or [""]
         client_rows += _missing_rows(cell, client_rows, f"stress client exited {result.exit_code}: {tail[0][:200]}")
     server_rows = [{"cell": str(cell.number), **row} for row in read_csv(folder.cell_dir(cell) / "server.csv")]
-    summary = summarize_cell(cell, client_rows, server_rows)
-    folder.append("clients.csv", client_rows)
-    folder.append("server.csv", server_rows)
-    folder.append("summary.csv", [summary])
+    telemetry = {**samples["server"].summary("server"), **samples["client"].summary("client")}
+    summary = summarize_cell(cell, client_rows, server_rows, telemetry)
+    folder.append_cell(cell.id, client_rows, server_rows, summary)
     return summary
 
 
-def run_tcp(lab: Lab, folder: RunFolder, cells: list[TcpCell], say: Callable[[str], None]) -> list[dict[str, object]]:
-    """Run every cell; afterwards leave the default server running for manual use."""
-    progress = Progress(len(cells), say)
+def run_tcp(
+    lab: Lab,
+    folder: RunFolder,
+    cells: list[TcpCell],
+    say: Callable[[str], None],
+    finished: int = 0,
+    keep_downloads: bool = False,
+) -> list[dict[str, object]]:
+    """Run ``cells`` (``finished`` more were done by an earlier attempt); then restore the default server."""
+    progress = Progress(len(cells) + finished, say, done=finished)
     summaries = []
+    stop_stray_processes(lab)  # a killed earlier run may have left a client running
     try:
         for cell in cells:
-            summary = run_tcp_cell(lab, folder, cell)
+            progress.cell_started(cell)
+            summary = run_tcp_cell(lab, folder, cell, keep_downloads)
             summaries.append(summary)
             progress.cell_done(summary, cell)
+    except KeyboardInterrupt:
+        say("\ninterrupted: stopping the clients and the server in the nodes…")
+        try:
+            stop_stray_processes(lab)
+        except LabError:
+            pass
+        raise
     finally:
         try:
             lab.compose.up([SERVER_NODE])  # back to the default server of docker-compose.yml

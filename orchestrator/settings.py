@@ -19,7 +19,8 @@ NODE_IMAGE = "progjar-node:latest"
 NODES = ("alpine-1", "alpine-2", "alpine-3")
 SERVER_NODE = "alpine-1"
 CLIENT_NODE = "alpine-2"
-SERVER_PORT = 8889
+SERVER_PORT = 8889  # the streaming dialect
+JSON_PORT = 6666  # the course's JSON protocol
 
 
 def parse_env_file(text: str) -> dict[str, str]:

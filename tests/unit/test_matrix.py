@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import MatrixError
-from orchestrator.matrix import expand_tcp, load_matrix, parse_matrix
+from orchestrator.matrix import expand_tcp, load_matrix, parse_matrix, plan_cells
 
 MATRICES = Path(__file__).resolve().parents[2] / "matrices"
 
@@ -36,8 +36,8 @@ def test_quick_matrix_covers_every_axis():
 def test_expansion_order_and_ids():
     cells = expand_tcp(BASE)
     assert len(cells) == 8
-    assert cells[0].id == "001-upload-1MiB-c1-thread1"
-    assert cells[-1].id == "008-download-1MiB-c5-process1"
+    assert cells[0].id == "001-upload-1MiB-c1-thread1-r1"
+    assert cells[-1].id == "008-download-1MiB-c5-process1-r1"
     assert len({c.id for c in cells}) == 8
 
 
@@ -93,3 +93,25 @@ def test_load_errors(tmp_path):
     bad.write_text("tcp: [unclosed")
     with pytest.raises(MatrixError, match="not valid YAML"):
         load_matrix(str(bad), MATRICES)
+
+
+def test_protocol_axis():
+    cells = expand_tcp({**BASE, "protocols": ["stream", "json"]})
+    assert len(cells) == 16
+    assert {c.protocol for c in cells} == {"stream", "json"}
+    assert any(c.id.endswith("-json-r1") for c in cells)
+    with pytest.raises(MatrixError, match="protocols: 'http'"):
+        expand_tcp({**BASE, "protocols": ["http"]})
+
+
+def test_plan_repeats_in_rounds_and_shuffles_reproducibly():
+    cells = expand_tcp(BASE)
+    planned = plan_cells(cells, repeat=3)
+    assert len(planned) == 24
+    assert [c.repeat for c in planned[:8]] == [1] * 8 and planned[8].number == 1 and planned[8].repeat == 2
+    assert len({c.id for c in planned}) == 24
+    shuffled = plan_cells(cells, repeat=3, shuffle_seed=42)
+    assert shuffled == plan_cells(cells, repeat=3, shuffle_seed=42)
+    assert shuffled != planned and sorted(c.id for c in shuffled) == sorted(c.id for c in planned)
+    with pytest.raises(MatrixError, match="--repeat"):
+        plan_cells(cells, repeat=0)
