@@ -338,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
             drops_now = udp_receive_errors()
             drops = None if drops_before is None or drops_now is None else drops_now - drops_before
             drops_before = drops_now
-            row = {"cell": args.cell, "receiver": args.label, **result_row(outcome, args.framing, limits, rcvbuf, drops)}
+            row = result_row(outcome, args.framing, limits, rcvbuf, drops)
+            row.update(cell=args.cell, receiver=args.label)
             if args.out and outcome.verdict.datagrams:
                 stem, ext = os.path.splitext(args.out)
                 path = args.out if number == 1 else f"{stem}-{number}{ext}"

@@ -7,6 +7,7 @@
     python orchestrate.py --repeat 3 --shuffle every cell 3 times, in random order
     python orchestrate.py --resume RUN_ID      continue an interrupted run
     python orchestrate.py --lang id            tables with the course report's Indonesian headers
+    python orchestrate.py bench                throughput against the machine's limits
     python orchestrate.py build                build the node image (and its base if needed)
     python orchestrate.py up                   build and start the lab, then exit
     python orchestrate.py down  (or --down)    stop the lab and remove its volumes
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from orchestrator.bench import render_bench, run_bench
 from orchestrator.errors import LabError, MatrixError
 from orchestrator.matrix import Matrix, load_matrix, parse_matrix, plan_cells
 from orchestrator.nodes import Lab
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 all ok, 3 some transfers failed, 2 bad usage or matrix, 1 lab error, 130 interrupted.",
     )
     parser.add_argument("command", nargs="?", default="run", choices=sorted(COMMANDS), help="default: run")
+    parser.add_argument("targets", nargs="*", metavar="RUN_ID", help="run ids, for commands that take them")
     parser.add_argument("--matrix", default="quick", help="quick (default), full, or a YAML file")
     parser.add_argument("--experiment", choices=EXPERIMENTS, default="all", help="which sections of the matrix run")
     parser.add_argument("--repeat", type=int, default=1, metavar="N", help="run every cell N times (mean ± sd)")
@@ -154,6 +157,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure the machine's limits and the server's goodput against them."""
+    say = _say(args)
+    folder = RunFolder(args.results, args.run_id or new_run_id("bench"))
+    if folder.path.exists():
+        raise LabError(f"{folder.path} already exists; choose another --run-id")
+    lab = Lab(load_settings(ROOT), say)
+    lab.up()
+    state = RunState(folder.run_id, "bench", "tcp", 1, None, "running", time.time())
+    folder.create(Matrix("bench", "benchmark", source={"bench": "see orchestrator/bench.py"}), state)
+    figures = run_bench(lab, folder, say)
+    state.status, state.finished = "finished", time.time()
+    folder.save_state(state)
+    print(render_bench(figures))
+    print(f"\nfigures in {folder.path / 'bench.json'}")
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     image = Lab(load_settings(ROOT), _say(args)).build()
     print(f"node image built on {image}")
@@ -174,6 +195,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
+    "bench": cmd_bench,
     "build": cmd_build,
     "up": cmd_up,
     "down": cmd_down,
