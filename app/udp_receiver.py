@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transfers", type=int, default=1, help="transfers to receive before exiting (default 1)")
     parser.add_argument("--idle-timeout", type=float, default=5.0, help="seconds without data before giving up")
     parser.add_argument("--max-time", type=float, default=300.0, help="seconds before stopping in any case")
-    parser.add_argument("--rcvbuf", type=parse_size, default=DEFAULT_RCVBUF, help="kernel receive buffer (8MiB)")
+    parser.add_argument("--rcvbuf", default=str(DEFAULT_RCVBUF), help="kernel receive buffer, e.g. 4MiB (default 8MiB)")
     parser.add_argument("--reuse-port", action="store_true", help="share the port with other sockets (see above)")
     parser.add_argument("--out", help="write the received file here (several transfers: name-2.ext, ...)")
     parser.add_argument("--csv", help="append one row per transfer to this CSV file")
@@ -306,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--idle-timeout must be from 0 to 3600 s and --max-time from 0 to 86400 s")
     if args.payload is not None and not 1 <= args.payload <= udp_framing.MAX_UDP_PAYLOAD:
         parser.error(f"--payload must be from 1 to {udp_framing.MAX_UDP_PAYLOAD}")
+    try:
+        args.rcvbuf = parse_size(args.rcvbuf)
+    except ValueError as exc:
+        parser.error(f"--rcvbuf: {exc}")
     if args.rcvbuf > 1 << 30:
         parser.error("--rcvbuf must be at most 1GiB")
     try:

@@ -2,7 +2,7 @@
 
     python -m app.udp_sender --model thread                    # to alpine-1 and alpine-3, port 8888
     python -m app.udp_sender --model process-pool --payload 1 --framing raw
-    python -m app.udp_sender --model broadcast --broadcast 172.16.16.255
+    python -m app.udp_sender --model broadcast                 # to the lab subnet's broadcast address
     python -m app.udp_sender --model asyncio --dest 127.0.0.1:9001 --dest 127.0.0.1:9002 --file photo.jpg
 
 The course's assignment: alpine-2 sends an image of about 12 KB to alpine-1
@@ -48,8 +48,7 @@ from app.sample_image import sample_png
 
 MODELS = ("process", "thread", "process-pool", "thread-pool", "asyncio", "broadcast")
 PORT = 8888
-DEFAULT_DESTINATIONS = ("172.16.16.101", "172.16.16.103")  # alpine-1 and alpine-3 on the course's network
-DEFAULT_BROADCAST = "172.16.16.255"
+DEFAULT_DESTINATIONS = ("alpine-1", "alpine-3")  # Compose's DNS finds them on whatever subnet the lab uses
 POOL_PROCESSES = 20  # the original's Pool(processes=20)
 POOL_THREADS = 4  # the original's ThreadPoolExecutor(max_workers=4)
 END_COPIES = 3  # end markers sent per transfer: one lost copy must not leave a receiver guessing
@@ -118,8 +117,8 @@ def send_to(job: Job) -> dict[str, object]:
     try:
         with open_socket(job) as sock:
             # Hot loop, once per datagram (12,371 times for one byte each):
-            # a local name for the method and no per-datagram printing. The
-            # original printed every byte, which took most of its time.
+            # a local name for the method, nothing printed. (The original
+            # printed a line per byte, which is terminal work, not sending.)
             sendto = sock.sendto
             if job.rate > 0:
                 for datagram in datagrams:
@@ -343,6 +342,15 @@ def parse_destination(text: str, default_port: int) -> tuple[str, int]:
         raise ValueError(f"cannot resolve {host!r}") from None
 
 
+def default_broadcast() -> str:
+    """The broadcast address of alpine-1's /24, the lab's subnet (e.g. 172.16.16.255)."""
+    try:
+        address = socket.gethostbyname(DEFAULT_DESTINATIONS[0])
+    except OSError:
+        raise ValueError(f"cannot resolve {DEFAULT_DESTINATIONS[0]!r} to find the subnet; give --broadcast") from None
+    return address.rsplit(".", 1)[0] + ".255"
+
+
 def load_file(spec: str) -> bytes:
     """``sample``: the lab's generated image; anything else: a file path."""
     if spec == "sample":
@@ -355,9 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.udp_sender", description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=MODELS, default="thread", help="concurrency model (default thread)")
     parser.add_argument("--dest", action="append", metavar="HOST[:PORT]",
-                        help="a receiver; repeatable (default: 172.16.16.101 and 172.16.16.103)")  # fmt: skip
+                        help="a receiver; repeatable (default: alpine-1 and alpine-3)")  # fmt: skip
     parser.add_argument("--port", type=int, default=PORT, help="receivers' UDP port (default 8888)")
-    parser.add_argument("--broadcast", default=DEFAULT_BROADCAST, help="address for --model broadcast")
+    parser.add_argument("--broadcast", help="address for --model broadcast (default: alpine-1's /24, .255)")
     parser.add_argument("--file", default="sample", help="file to send (default: the lab's 12,371-byte sample PNG)")
     parser.add_argument("--payload", type=int, default=1, help="file bytes per datagram (default 1, as the original)")
     parser.add_argument("--framing", choices=udp_framing.FRAMINGS, default="framed",
@@ -388,11 +396,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--file: cannot read {args.file}: {exc.strerror or exc}")
     try:
         if args.model == "broadcast":
-            targets = [parse_destination(args.broadcast, args.port)]
+            targets = [parse_destination(args.broadcast or default_broadcast(), args.port)]
         else:
             targets = [parse_destination(d, args.port) for d in args.dest or DEFAULT_DESTINATIONS]
     except ValueError as exc:
         parser.error(f"--dest/--broadcast: {exc}")
+    if len(set(targets)) != len(targets):
+        parser.error("--dest: give each destination once")
     sha256 = hashlib.sha256(data).hexdigest()
     first_id = args.transfer_id if args.transfer_id is not None else int.from_bytes(os.urandom(4)) % (2**31)
     datagrams = udp_framing.count_datagrams(len(data), args.payload)

@@ -11,6 +11,9 @@
     python orchestrate.py build                build the node image (and its base if needed)
     python orchestrate.py up                   build and start the lab, then exit
     python orchestrate.py down  (or --down)    stop the lab and remove its volumes
+    python orchestrate.py report RUN_ID        rebuild a stored run's report.html from its CSV files
+    python orchestrate.py compare RUN_A RUN_B  cell-by-cell differences of two stored runs
+    python orchestrate.py list                 the stored runs, with matrix, date and status
 
 Exit codes: 0 all transfers succeeded; 3 the run finished but some transfers
 failed (see the summary); 2 bad usage or matrix; 1 Docker or the lab failed;
@@ -152,7 +155,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     wall = time.monotonic() - started
     print(f"\n{len(todo) + len(udp_cells)} cells in {wall:.0f} s; results in {folder.path}")
     if failed:
-        print(f"{failed} transfer(s) failed: see the errors column of {folder.path / 'summary.csv'}", file=sys.stderr)
+        where = " and ".join(
+            f"{folder.path / name} ({column})"
+            for name, column, cells in (("summary.csv", "errors", tcp_cells), ("udp.csv", "status/error", udp_cells))
+            if cells
+        )
+        print(f"{failed} transfer(s) failed: see {where}", file=sys.stderr)
         return EXIT_FAILED_TRANSFERS
     return 0
 
@@ -193,12 +201,53 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Regenerate report.md, report.html and charts of stored runs from their CSV files (no Docker)."""
+    from orchestrator.report import ReportError, build_report
+    from orchestrator.report.load import find_run
+
+    if not args.targets:
+        raise ReportError("report needs a run id: python orchestrate.py report RUN_ID (list shows the runs)")
+    for run_id in args.targets:
+        print(f"report: {build_report(find_run(args.results, run_id))}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Cell-by-cell differences of two stored runs: a table, a chart and a CSV file."""
+    from orchestrator.compare import compare_runs, comparison_blocks, write_comparison
+    from orchestrator.report import ReportError
+    from orchestrator.report.load import find_run, load_run
+    from orchestrator.report.render import to_markdown
+
+    if len(args.targets) != 2:
+        raise ReportError("compare needs two run ids: python orchestrate.py compare RUN_A RUN_B")
+    run_a, run_b = (load_run(find_run(args.results, run_id)) for run_id in args.targets)
+    comparison = compare_runs(run_a, run_b)
+    path = write_comparison(comparison, run_a.path / f"compare-{run_b.run_id}")
+    print(to_markdown(comparison_blocks(comparison)))
+    print(f"comparison in {path} (with compare.csv and compare.png)")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """The stored runs with their matrix, date and status."""
+    from orchestrator.report.catalog import list_runs, render_runs
+
+    runs = list_runs(args.results)
+    print(render_runs(runs) if runs else f"no runs in {args.results}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "bench": cmd_bench,
     "build": cmd_build,
     "up": cmd_up,
     "down": cmd_down,
+    "report": cmd_report,
+    "compare": cmd_compare,
+    "list": cmd_list,
 }
 
 

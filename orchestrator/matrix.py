@@ -43,6 +43,7 @@ from typing import Any
 import yaml
 
 from app.sizes import format_size, parse_size
+from app.udp_framing import max_payload
 from orchestrator.errors import MatrixError
 
 OPERATIONS = ("upload", "download")
@@ -225,6 +226,10 @@ def expand_udp(section: Any, where: str = "udp") -> list[UdpCell]:
     framing = _choices(where, "framing", section.get("framing", "framed"), UDP_FRAMINGS)
     if len(framing) != 1:
         raise _fail(where, "framing: give one of framed, raw")
+    limit = max_payload(framing[0])
+    too_big = [p for p in payloads if p > limit]
+    if too_big:
+        raise _fail(where, f"payload_sizes: {too_big[0]} is larger than {limit}, the most one datagram holds")
     repeats = _positive_ints(where, "repeats", section.get("repeats", 1), 1000)
     if len(repeats) != 1:
         raise _fail(where, "repeats: give one number")

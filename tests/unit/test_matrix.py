@@ -115,3 +115,15 @@ def test_plan_repeats_in_rounds_and_shuffles_reproducibly():
     assert shuffled != planned and sorted(c.id for c in shuffled) == sorted(c.id for c in planned)
     with pytest.raises(MatrixError, match="--repeat"):
         plan_cells(cells, repeat=0)
+
+
+def test_udp_section_expands_and_checks_payload_limits():
+    from orchestrator.matrix import expand_udp
+
+    cells = expand_udp({"models": ["thread", "broadcast"], "payload_sizes": [1, 1024], "repeats": 2})
+    assert len(cells) == 8 and cells[0].id == "001-thread-1B-r1"
+    assert expand_udp({"models": "thread", "payload_sizes": 65507, "framing": "raw"})[0].payload == 65507
+    with pytest.raises(MatrixError, match="larger than 65491"):
+        expand_udp({"models": "thread", "payload_sizes": 65507})
+    with pytest.raises(MatrixError, match="models: 'carrier-pigeon'"):
+        expand_udp({"models": ["carrier-pigeon"], "payload_sizes": [1]})

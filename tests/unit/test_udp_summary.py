@@ -40,8 +40,9 @@ def test_merge_cell_one_row_per_receiver_with_both_sides():
 
 
 def test_a_receiver_without_a_result_is_a_failure_with_a_reason():
-    rows = merge_cell(cell(), DEST, {"alpine-1": received(), "alpine-3": None},
-                      [sent(DEST["alpine-1"]), sent(DEST["alpine-3"])], {"alpine-3": "receiver exited 1: cannot bind"})  # fmt: skip
+    problems = {"alpine-3": "receiver exited 1: cannot bind"}
+    senders = [sent(DEST["alpine-1"]), sent(DEST["alpine-3"])]
+    rows = merge_cell(cell(), DEST, {"alpine-1": received(), "alpine-3": None}, senders, problems)
     assert rows[1]["status"] == "no-report" and rows[1]["intact"] == "false"
     assert "cannot bind" in rows[1]["error"] and "wrote no result" in rows[1]["error"]
     assert count_failures(rows) == 1
