@@ -170,16 +170,21 @@ def _volumes(where: str, value: Any) -> list[int]:
     return result
 
 
-def expand_tcp(section: Any, where: str = "tcp") -> list[TcpCell]:
-    """Validate a ``tcp`` section and expand it into numbered cells."""
+def _check_keys(where: str, section: Any, known: set[str], required: tuple[str, ...]) -> None:
+    """A section is a mapping with only known keys and every required one."""
     if not isinstance(section, dict):
         raise _fail(where, "must be a mapping of settings")
-    unknown = set(section) - TCP_KEYS
+    unknown = set(section) - known
     if unknown:
-        raise _fail(where, f"unknown key(s) {_names(unknown)}; known: {_names(TCP_KEYS)}")
-    for key in ("operations", "volumes", "clients", "server_workers", "server_pools"):
+        raise _fail(where, f"unknown key(s) {_names(unknown)}; known: {_names(known)}")
+    for key in required:
         if key not in section:
             raise _fail(where, f"missing key {key!r}")
+
+
+def expand_tcp(section: Any, where: str = "tcp") -> list[TcpCell]:
+    """Validate a ``tcp`` section and expand it into numbered cells."""
+    _check_keys(where, section, TCP_KEYS, ("operations", "volumes", "clients", "server_workers", "server_pools"))
     operations = _choices(where, "operations", section["operations"], OPERATIONS)
     volumes = _volumes(where, section["volumes"])
     clients = _positive_ints(where, "clients", section["clients"], MAX_CLIENTS)
@@ -213,14 +218,7 @@ def plan_cells(cells: list[TcpCell], repeat: int = 1, shuffle_seed: int | None =
 
 def expand_udp(section: Any, where: str = "udp") -> list[UdpCell]:
     """Validate a ``udp`` section and expand it into numbered cells."""
-    if not isinstance(section, dict):
-        raise _fail(where, "must be a mapping of settings")
-    unknown = set(section) - UDP_KEYS
-    if unknown:
-        raise _fail(where, f"unknown key(s) {_names(unknown)}; known: {_names(UDP_KEYS)}")
-    for key in ("models", "payload_sizes"):
-        if key not in section:
-            raise _fail(where, f"missing key {key!r}")
+    _check_keys(where, section, UDP_KEYS, ("models", "payload_sizes"))
     models = _choices(where, "models", section["models"], UDP_MODELS)
     payloads = _positive_ints(where, "payload_sizes", section["payload_sizes"], MAX_UDP_PAYLOAD)
     framing = _choices(where, "framing", section.get("framing", "framed"), UDP_FRAMINGS)
