@@ -16,7 +16,10 @@ line (``\\r\\n\\r\\n``), at most 8192 bytes, command word case-insensitive:
 The optional ``<sha256>`` word is this lab's extension: when present, the
 server refuses to store an upload whose decoded bytes do not hash to it
 (``ERROR Checksum mismatch``). Clients that send three words, like the
-course's originals, are served exactly as before.
+course's originals, are served exactly as before. An upload followed by
+more than its ``n`` characters (blanks aside) has a wrong size or wrong
+data, and is not stored either (``ERROR Size mismatch: more data than
+declared``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+STREAM_PORT = 8889
 TERMINATOR = b"\r\n\r\n"
 MAX_HEADER_BYTES = 8192
 MAX_FILENAME_BYTES = 255

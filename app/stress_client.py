@@ -3,14 +3,23 @@
     python -m app.stress_client --op upload   --size 10MiB --clients 5 --host 172.16.16.101
     python -m app.stress_client --op download --size 10MiB --clients 5 --pool process
     python -m app.stress_client --op upload   --file ./photo.jpg --clients 1
+    python -m app.stress_client --op download --size 10MiB --protocol json   # port 6666
+
+It speaks either protocol of the file server: the streaming dialect
+(``--protocol stream``, port 8889, the default) or the course's JSON protocol
+(``--protocol json``, port 6666), in which the whole file travels as one
+base64 string inside the request or the JSON answer.
 
 Each client streams its file in pieces, so memory stays flat whatever the
 file's size (the course's original read a 100 MB file, its base64 and two
-more copies into memory per client, and 50 clients were OOM-killed). Every
-transfer is checked end to end with SHA-256:
+more copies into memory per client, and 50 clients were OOM-killed). A JSON
+answer is parsed as it arrives, the file's base64 decoded piece by piece.
+Every transfer is checked end to end with SHA-256:
 
-* upload: the header carries the file's digest and the server refuses to
-  store bytes that do not match it (``ERROR Checksum mismatch``);
+* stream upload: the header carries the file's digest and the server refuses
+  to store bytes that do not match it (``ERROR Checksum mismatch``);
+* JSON upload: the server's answer carries the digest of what it stored, and
+  the client compares it with its own;
 * download: the client hashes what it receives and compares.
 
 Every client task writes exactly one CSV row, failed ones included, with the
@@ -29,7 +38,8 @@ import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from app import protocol
+from app import json_protocol, protocol
+from app.base64_stream import Base64Error, Base64StreamDecoder
 from app.csvlog import CsvLog
 from app.genfile import ensure_file, sha256_of
 from app.sizes import parse_size
@@ -42,8 +52,9 @@ DOWNLOAD_CHUNK = 1 << 20
 ROW_FIELDS = [
     "cell", "client", "op", "volume_bytes", "clients", "client_pool", "server_workers",
     "server_pool", "start", "end", "seconds", "bytes", "wire_bytes", "throughput_bps",
-    "status", "error", "local_port", "sha256",
+    "status", "error", "local_port", "sha256", "protocol",
 ]  # fmt: skip
+PORTS = {"stream": protocol.STREAM_PORT, "json": json_protocol.JSON_PORT}
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,7 @@ class Transfer:
     sha256: str
     timeout: float
     keep_dir: str | None = None  # downloads: keep the received file here
+    protocol: str = "stream"  # "stream" (port 8889) or "json" (port 6666)
 
 
 class TransferError(Exception):
@@ -146,16 +158,123 @@ def _download(sock: socket.socket, job: Transfer, deadline: float) -> int:
     return len(request) + size
 
 
+def _read_json_answer(sock: socket.socket, deadline: float) -> dict[str, object]:
+    """Receive one small JSON answer (not a GET's): at most MAX_KEPT_ANSWER bytes are kept."""
+    parser = json_protocol.AnswerParser()
+    while not parser.done:  # bounded: the parser refuses an answer larger than its limit
+        data = sock.recv(65536)
+        if not data:
+            raise TransferError("server closed the connection without an answer")
+        try:
+            parser.feed(data)
+        except json_protocol.AnswerError as exc:
+            raise TransferError(f"bad answer: {exc}") from None
+        if time.monotonic() > deadline:
+            raise TimeoutError
+    assert parser.answer is not None
+    return parser.answer
+
+
+def _check_json_status(answer: dict[str, object]) -> None:
+    if answer.get("status") != "OK":
+        raise TransferError(f"server: {answer.get('data')}")
+
+
+def _json_upload(sock: socket.socket, job: Transfer, deadline: float) -> int:
+    """``UPLOAD <name> <base64>\\r\\n\\r\\n``, the base64 made and sent piece by piece."""
+    prefix = json_protocol.upload_prefix(job.name)
+    sock.sendall(prefix)
+    sent = len(prefix)
+    buffer = bytearray(UPLOAD_CHUNK)
+    view = memoryview(buffer)
+    with open(job.path, "rb") as source:
+        # Hot loop, as in _upload(): read into one reused buffer, encode in C, send.
+        while count := source.readinto(buffer):
+            encoded = binascii.b2a_base64(view[:count], newline=False)
+            sock.sendall(encoded)
+            sent += len(encoded)
+            if time.monotonic() > deadline:
+                raise TimeoutError
+    sock.sendall(protocol.TERMINATOR)
+    sent += len(protocol.TERMINATOR)
+    answer = _read_json_answer(sock, deadline)
+    _check_json_status(answer)
+    stored = answer.get("sha256")
+    if stored is None:
+        raise TransferError("cannot verify the upload: the server's answer has no sha256")
+    if stored != job.sha256:
+        raise TransferError(f"checksum mismatch: the server stored bytes with sha256 {stored}")
+    return sent
+
+
+def _json_download(sock: socket.socket, job: Transfer, deadline: float) -> int:
+    """``GET <name>``; decode ``data_file`` while it arrives, hash it, compare. Returns wire bytes."""
+    request = json_protocol.request("GET", job.name)
+    sock.sendall(request)
+    parser = json_protocol.AnswerParser("data_file")
+    decoder = Base64StreamDecoder()
+    hasher = hashlib.sha256()
+    received = 0
+    wire = len(request)
+    keep = None
+    try:
+        while not parser.done:  # bounded by the deadline; each round receives at least a byte
+            data = sock.recv(DOWNLOAD_CHUNK)
+            if not data:
+                raise TransferError(f"connection closed after {received} bytes, before the end of the answer")
+            wire += len(data)
+            # Hot loop: the parser hands out the base64 as a view; decode and hash in C.
+            try:
+                decoded = decoder.feed(parser.feed(data))
+            except json_protocol.AnswerError as exc:
+                raise TransferError(f"bad answer: {exc}") from None
+            except Base64Error:
+                raise TransferError("bad answer: data_file is not valid base64") from None
+            hasher.update(decoded)
+            if job.keep_dir and decoded:
+                keep = keep or open(os.path.join(job.keep_dir, job.name), "wb")
+                keep.write(decoded)
+            received += len(decoded)
+            if time.monotonic() > deadline:
+                raise TimeoutError
+    finally:
+        if keep:
+            keep.close()
+    assert parser.answer is not None
+    _check_json_status(parser.answer)
+    try:
+        decoder.finish()
+    except Base64Error:
+        raise TransferError("bad answer: data_file is not valid base64") from None
+    if parser.answer.get("data_namafile") != job.name:
+        raise TransferError(f"wrong file in answer: {parser.answer.get('data_namafile')!r}")
+    if received != job.size:
+        raise TransferError(f"size mismatch: server sent {received} bytes, expected {job.size}")
+    if hasher.hexdigest() != job.sha256:
+        raise TransferError("checksum mismatch: received bytes differ from the reference")
+    return wire
+
+
+TRANSFERS = {
+    ("stream", "upload"): _upload,
+    ("stream", "download"): _download,
+    ("json", "upload"): _json_upload,
+    ("json", "download"): _json_download,
+}
+
+
 def run_transfer(job: Transfer, client: int) -> dict[str, object]:
     """One client: connect, transfer, verify. Always returns a CSV row."""
-    row: dict[str, object] = {"client": client, "op": job.op, "volume_bytes": job.size, "status": "error"}
+    row: dict[str, object] = {
+        "client": client, "op": job.op, "volume_bytes": job.size, "status": "error", "protocol": job.protocol,
+    }  # fmt: skip
     started = time.time()
     clock = time.perf_counter()
     deadline = time.monotonic() + job.timeout
     try:
         with socket.create_connection((job.host, job.port), timeout=job.timeout) as sock:
             row["local_port"] = sock.getsockname()[1]
-            wire = _upload(sock, job, deadline) if job.op == "upload" else _download(sock, job, deadline)
+            wire = TRANSFERS[job.protocol, job.op](sock, job, deadline)
         row.update(status="ok", bytes=job.size, wire_bytes=wire, sha256=job.sha256)
     except TransferError as exc:
         row["error"] = str(exc)
@@ -188,6 +307,7 @@ def run_clients(job: Transfer, clients: int, pool: str) -> list[dict[str, object
                 now = time.time()
                 rows.append({
                     "client": futures[future], "op": job.op, "volume_bytes": job.size, "status": "error",
+                    "protocol": job.protocol,
                     "error": f"client worker died: {type(exc).__name__}: {exc}",
                     "start": f"{started:.6f}", "end": f"{now:.6f}", "seconds": f"{now - started:.6f}",
                 })  # fmt: skip
@@ -208,9 +328,12 @@ def prepare(args: argparse.Namespace) -> Transfer:
         size = args.size
     name = args.name or os.path.basename(path)
     protocol.check_filename(name)
+    if len(name.split()) != 1:
+        raise protocol.ProtocolError("Invalid filename: both protocols separate words by blanks")
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
-    return Transfer(args.op, args.host, args.port, path, name, size, digest, args.timeout, args.keep)
+    port = args.port or PORTS[args.protocol]
+    return Transfer(args.op, args.host, port, path, name, size, digest, args.timeout, args.keep, args.protocol)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,7 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=1, help="concurrent clients (default 1)")
     parser.add_argument("--pool", choices=["thread", "process"], default="thread", help="client concurrency model")
     parser.add_argument("--host", default="172.16.16.101", help="server address (default 172.16.16.101)")
-    parser.add_argument("--port", type=int, default=8889)
+    parser.add_argument(
+        "--protocol", choices=["stream", "json"], default="stream", help="wire protocol (default stream)"
+    )
+    parser.add_argument("--port", type=int, help="server port (default 8889, or 6666 with --protocol json)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per transfer (default 300)")
     parser.add_argument("--files", default=os.environ.get("PROGJAR_FILES", "files"), help="cache of generated files")
     parser.add_argument("--keep", metavar="DIR", help="downloads: keep received files in DIR (default: discard)")

@@ -30,13 +30,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.bench import render_bench, run_bench
+from orchestrator.compare import compare_runs, comparison_blocks, write_comparison
 from orchestrator.errors import LabError, MatrixError
+from orchestrator.manifest import write_manifest
 from orchestrator.matrix import Matrix, load_matrix, parse_matrix, plan_cells
 from orchestrator.nodes import Lab
+from orchestrator.report import ReportError, build_report
+from orchestrator.report.catalog import list_runs, render_runs
+from orchestrator.report.load import find_run, load_run
+from orchestrator.report.render import to_markdown
 from orchestrator.results import RunFolder, RunState, new_run_id, write_csv
 from orchestrator.runner import run_tcp
 from orchestrator.settings import load_settings
 from orchestrator.summary import SEED_HEADERS_ID, render_table, seed_csv_tables
+from orchestrator.udp_runner import run_udp
+from orchestrator.udp_summary import count_failures, render_udp_table
 
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_FAILED_TRANSFERS = 3
@@ -86,6 +94,15 @@ def _plan(args: argparse.Namespace, folder: RunFolder) -> tuple[Matrix, RunState
     return matrix, state
 
 
+def _record(lab: Lab, folder: RunFolder, state: RunState, status: str) -> None:
+    """Save the run's status in run.json and its environment in manifest.json."""
+    state.status = status
+    if status == "finished":
+        state.finished = time.time()
+    folder.save_state(state)
+    write_manifest(lab, folder, state)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Load the matrix, bring the lab up, run its cells, print the summaries."""
     say = _say(args)
@@ -115,8 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         folder.create(matrix, state)
         seed = f", shuffled with seed {state.shuffle_seed}" if state.shuffle_seed is not None else ""
         say(f"run {folder.run_id}: matrix {matrix.name}, {len(tcp_cells)} TCP and {len(udp_cells)} UDP cells{seed}")
-    state.status = "running"
-    folder.save_state(state)
+    _record(lab, folder, state, "running")
     failed = 0
     report = [f"# Run {folder.run_id}: matrix {matrix.name}\n"]
     try:
@@ -131,29 +147,27 @@ def cmd_run(args: argparse.Namespace) -> int:
                     write_csv(folder.path / name, SEED_HEADERS_ID, rows)
             failed += sum(int(s["clients_failed"]) + int(s["server_failed"]) for s in summaries)  # type: ignore[call-overload]
         if udp_cells:
-            from orchestrator.udp_runner import run_udp
-            from orchestrator.udp_summary import count_failures, render_udp_table
-
             udp_rows = run_udp(lab, folder, udp_cells, say)
             table = render_udp_table(udp_rows)
             report.append(f"## UDP sender to two receivers\n\n{table}\n")
             print(f"\n{table}")
             failed += count_failures(udp_rows)
     except KeyboardInterrupt:
-        state.status = "interrupted"
-        folder.save_state(state)
+        _record(lab, folder, state, "interrupted")
         print(f"\nresume with: python orchestrate.py --resume {folder.run_id}", file=sys.stderr)
         raise
     except LabError:
-        state.status = "failed"
-        folder.save_state(state)
+        _record(lab, folder, state, "failed")
         print(f"resume with: python orchestrate.py --resume {folder.run_id}", file=sys.stderr)
         raise
-    state.status, state.finished = "finished", time.time()
-    folder.save_state(state)
+    _record(lab, folder, state, "finished")
     (folder.path / "summary.md").write_text("\n".join(report))
     wall = time.monotonic() - started
     print(f"\n{len(todo) + len(udp_cells)} cells in {wall:.0f} s; results in {folder.path}")
+    try:
+        print(f"report: {build_report(folder)}")
+    except ReportError as exc:
+        print(f"warning: no report: {exc}", file=sys.stderr)
     if failed:
         where = " and ".join(
             f"{folder.path / name} ({column})"
@@ -175,9 +189,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     lab.up()
     state = RunState(folder.run_id, "bench", "tcp", 1, None, "running", time.time())
     folder.create(Matrix("bench", "benchmark", source={"bench": "see orchestrator/bench.py"}), state)
+    write_manifest(lab, folder, state)
     figures = run_bench(lab, folder, say)
-    state.status, state.finished = "finished", time.time()
-    folder.save_state(state)
+    _record(lab, folder, state, "finished")
     print(render_bench(figures))
     print(f"\nfigures in {folder.path / 'bench.json'}")
     return 0
@@ -203,9 +217,6 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Regenerate report.md, report.html and charts of stored runs from their CSV files (no Docker)."""
-    from orchestrator.report import ReportError, build_report
-    from orchestrator.report.load import find_run
-
     if not args.targets:
         raise ReportError("report needs a run id: python orchestrate.py report RUN_ID (list shows the runs)")
     for run_id in args.targets:
@@ -215,11 +226,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Cell-by-cell differences of two stored runs: a table, a chart and a CSV file."""
-    from orchestrator.compare import compare_runs, comparison_blocks, write_comparison
-    from orchestrator.report import ReportError
-    from orchestrator.report.load import find_run, load_run
-    from orchestrator.report.render import to_markdown
-
     if len(args.targets) != 2:
         raise ReportError("compare needs two run ids: python orchestrate.py compare RUN_A RUN_B")
     run_a, run_b = (load_run(find_run(args.results, run_id)) for run_id in args.targets)
@@ -232,8 +238,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """The stored runs with their matrix, date and status."""
-    from orchestrator.report.catalog import list_runs, render_runs
-
     runs = list_runs(args.results)
     print(render_runs(runs) if runs else f"no runs in {args.results}")
     return 0

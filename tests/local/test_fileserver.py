@@ -101,3 +101,55 @@ def test_stress_client_against_the_server(server, tmp_path):
         assert f"3/3 {op}s of file_2MiB.bin" in done.stdout
     lines = csv_path.read_text().splitlines()
     assert len(lines) == 1 + 6 and all(",ok," in line for line in lines[1:])
+
+
+def test_a_header_trickled_byte_by_byte_is_cut_at_the_timeout(server):
+    """The idle timeout bounds the whole header, not each byte of it (a slow-loris client)."""
+    with socket.create_connection(("127.0.0.1", server.port)) as slow:
+        slow.settimeout(10)
+        started = time.monotonic()
+        answer = b""
+        for byte in b"GET " + b"x" * 40:  # one byte every 0.25 s: never idle for 2 s
+            try:
+                slow.sendall(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.25)
+            if answer := _ready(slow):
+                break
+        assert (answer or slow.recv(100)) == b"ERROR Timeout waiting for client\r\n\r\n"
+        assert time.monotonic() - started < 5
+    assert server.rows(1)[0]["error"] == "timeout: no complete request within 2s"
+
+
+def _ready(sock: socket.socket) -> bytes:
+    """What the server has sent so far, without waiting."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(100)
+    except BlockingIOError:
+        return b""
+    finally:
+        sock.settimeout(10)
+
+
+def test_more_data_than_declared_is_refused(server):
+    assert upload(server, "exact.bin", b"old").endswith(protocol.UPLOAD_COMPLETE)
+    reply = server.request(b"UPLOAD exact.bin 4\r\n\r\nQUJDREVG")  # 8 characters, 4 declared
+    assert reply == protocol.READY + b"ERROR Size mismatch: more data than declared\r\n\r\n"
+    assert (server.storage / "exact.bin").read_bytes() == b"old"
+    # Blanks after the payload are tolerated (some clients end with a newline).
+    assert server.request(b"UPLOAD exact.bin 4\r\n\r\nQUJD\r\n").endswith(protocol.UPLOAD_COMPLETE)
+    assert (server.storage / "exact.bin").read_bytes() == b"ABC"
+
+
+def test_the_error_answer_reaches_a_client_that_is_still_sending(server):
+    """Closing with unread input resets the connection; the server drains it first."""
+    for request in (b"G" * (1 << 20), b"UPLOAD x.bin 4000000\r\n\r\n" + b"!" * (1 << 20)):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(request)
+            sock.shutdown(socket.SHUT_WR)
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        assert reply.endswith((b"ERROR Header too large\r\n\r\n", b"ERROR Invalid Base64 data stream\r\n\r\n"))

@@ -1,0 +1,232 @@
+"""Compare two stored runs cell by cell: ``python orchestrate.py compare RUN_A RUN_B``.
+
+Cells are matched on their settings (operation, protocol, volume, clients,
+server workers, server pool, client pool), not on their numbers, so runs of
+different matrices compare on the cells they share. A setting that is one
+fixed value in each run but differs between them (say, a thread-pool run
+against a process-pool run) is left out of the match and named in the
+header: that is how thread is compared with process. UDP rows match on
+model, payload size, framing, rate and receiver.
+
+The figures are pure (``compare_cells``, ``compare_udp``); ``write_comparison``
+writes ``compare.md``, ``compare.csv`` and ``compare.png`` into
+``results/<run-a>/compare-<run-b>/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.report import charts
+from orchestrator.report.insights import series_name
+from orchestrator.report.load import RunData
+from orchestrator.report.model import Cell, optional_float
+from orchestrator.report.render import Block, Bullets, Figure, Heading, Paragraph, simple_table, to_markdown
+from orchestrator.results import write_csv
+
+KEY_FIELDS = ("operation", "protocol", "volume", "clients", "workers", "server_pool", "client_pool")
+DIGITS = {"time_mean": 4, "throughput": 2, "aggregate": 2}
+METRICS = {
+    "time_mean": "time per client (s)",
+    "throughput": "throughput per client (MiB/s)",
+    "aggregate": "aggregate throughput (MiB/s)",
+}
+COUNTS = ("clients_failed", "server_failed")
+UDP_KEY = ("model", "payload", "framing", "rate", "receiver")
+UDP_METRICS = {"run_seconds_mean": "total time (s)", "loss_percent": "loss (%)"}
+CSV_FIELDS = ["experiment", "cell_a", "cell_b", "cell", "metric", "a", "b", "difference", "change_percent"]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One figure of one matched cell in both runs."""
+
+    cell_a: str
+    cell_b: str
+    cell: str
+    metric: str
+    a: float | None
+    b: float | None
+
+    @property
+    def difference(self) -> float | None:
+        return None if self.a is None or self.b is None else self.b - self.a
+
+    @property
+    def change_percent(self) -> float | None:
+        diff = self.difference
+        if diff is None or not self.a:
+            return 0.0 if diff == 0 else None
+        return 100 * diff / self.a
+
+
+@dataclass
+class Comparison:
+    """Everything ``compare`` shows."""
+
+    run_a: str
+    run_b: str
+    ignored: dict[str, tuple[object, object]] = field(default_factory=dict)
+    tcp: list[Difference] = field(default_factory=list)
+    udp: list[Difference] = field(default_factory=list)
+    only_a: list[str] = field(default_factory=list)
+    only_b: list[str] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        """True when every matched figure is the same and no cell is unmatched."""
+        return (
+            not self.only_a
+            and not self.only_b
+            and all(d.difference in (0, None) and (d.a is None) == (d.b is None) for d in [*self.tcp, *self.udp])
+        )
+
+
+def _key(cell: Cell, dims: Sequence[str]) -> tuple[object, ...]:
+    return tuple(getattr(cell, name) for name in dims)
+
+
+def _label(cell: Cell, ignored: Mapping[str, object]) -> str:
+    """``upload 10MiB, thread pool, c50 w5``, without the settings the match ignores."""
+    label = series_name(cell, with_pool="server_pool" not in ignored)
+    if "clients" not in ignored:
+        label += f", c{cell.clients}"
+    if "workers" not in ignored:
+        label += f" w{cell.workers}"
+    return label
+
+
+def compare_cells(
+    a: Sequence[Cell], b: Sequence[Cell]
+) -> tuple[list[Difference], dict[str, tuple[object, object]], list[str], list[str]]:
+    """Differences of the TCP cells both runs have: (differences, ignored settings, only in a, only in b)."""
+    ignored: dict[str, tuple[object, object]] = {}
+    for name in KEY_FIELDS:
+        values_a, values_b = {getattr(c, name) for c in a}, {getattr(c, name) for c in b}
+        if len(values_a) == 1 and len(values_b) == 1 and values_a != values_b:
+            ignored[name] = (next(iter(values_a)), next(iter(values_b)))
+    dims = [name for name in KEY_FIELDS if name not in ignored]
+    index_b = {_key(c, dims): c for c in b}
+    diffs: list[Difference] = []
+    only_a: list[str] = []
+    seen: set[tuple[object, ...]] = set()
+    for cell in a:
+        other = index_b.get(_key(cell, dims))
+        if other is None:
+            only_a.append(_label(cell, ignored))
+            continue
+        seen.add(_key(other, dims))
+        label = _label(cell, ignored)
+        for metric in METRICS:
+            diffs.append(Difference(str(cell.number), str(other.number), label, metric,
+                                    getattr(cell, metric), getattr(other, metric)))  # fmt: skip
+        for metric in COUNTS:
+            diffs.append(Difference(str(cell.number), str(other.number), label, metric,
+                                    float(getattr(cell, metric)), float(getattr(other, metric))))  # fmt: skip
+    only_b = [_label(c, ignored) for c in b if _key(c, dims) not in seen]
+    return diffs, ignored, only_a, only_b
+
+
+def compare_udp(a: Sequence[Mapping[str, str]], b: Sequence[Mapping[str, str]]) -> list[Difference]:
+    """Differences of the UDP summary rows both runs have."""
+    index_b = {tuple(str(r.get(k)) for k in UDP_KEY): r for r in b}
+    diffs = []
+    for row in a:
+        key = tuple(str(row.get(k)) for k in UDP_KEY)
+        other = index_b.get(key)
+        if other is None:
+            continue
+        label = f"{row.get('model')} {row.get('payload')} B → {row.get('receiver')}"
+        for metric in UDP_METRICS:
+            diffs.append(
+                Difference("", "", label, metric, optional_float(row.get(metric)), optional_float(other.get(metric)))
+            )
+    return diffs
+
+
+def compare_runs(a: RunData, b: RunData) -> Comparison:
+    """The cell-by-cell comparison of two loaded runs (pure)."""
+    tcp, ignored, only_a, only_b = compare_cells(a.cells, b.cells)
+    return Comparison(a.run_id, b.run_id, ignored, tcp, compare_udp(a.udp_summary, b.udp_summary), only_a, only_b)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def comparison_rows(comparison: Comparison) -> list[list[object]]:
+    """One row per matched cell: each metric in run a, run b and its change."""
+    rows: dict[tuple[str, str, str], list[object]] = {}
+    for d in comparison.tcp:
+        row = rows.setdefault((d.cell_a, d.cell_b, d.cell), [f"{d.cell_a}/{d.cell_b}", d.cell])
+        if d.metric in COUNTS:
+            row.append(f"{int(d.a or 0)} → {int(d.b or 0)}")
+        else:
+            change = d.change_percent
+            digits = DIGITS.get(d.metric, 3)
+            row += [_fmt(d.a, digits), _fmt(d.b, digits), "-" if change is None else f"{change:+.1f}%"]
+    return list(rows.values())
+
+
+TCP_HEADERS = [
+    "No a/b", "Cell", "Time/client s: a", "b", "change", "Throughput/client MiB/s: a", "b", "change",
+    "Aggregate MiB/s: a", "b", "change", "Clients failed a → b", "Server failed a → b",
+]  # fmt: skip
+
+
+def comparison_blocks(comparison: Comparison) -> list[Block]:
+    """The comparison as report blocks (see render.py)."""
+    blocks: list[Block] = [Heading(1, f"Run {comparison.run_b} against run {comparison.run_a}")]
+    if comparison.ignored:
+        parts = [
+            f"{name} ({a} in {comparison.run_a}, {b} in {comparison.run_b})"
+            for name, (a, b) in comparison.ignored.items()
+        ]
+        blocks.append(Paragraph("Cells matched ignoring " + "; ".join(parts) + "."))
+    verdict = (
+        "No differences: every matched figure is the same."
+        if comparison.identical
+        else f"{len(comparison_rows(comparison))} matched TCP cells; change = (b - a) / a."
+    )
+    blocks.append(Paragraph(verdict))
+    if comparison.tcp:
+        blocks.append(simple_table(TCP_HEADERS, comparison_rows(comparison)))
+    if comparison.udp:
+        rows = [
+            [d.cell, UDP_METRICS[d.metric], _fmt(d.a, 4), _fmt(d.b, 4),
+             "-" if d.change_percent is None else f"{d.change_percent:+.1f}%"]
+            for d in comparison.udp
+        ]  # fmt: skip
+        blocks += [Heading(2, "UDP"), simple_table(["Model, payload → receiver", "Figure", "a", "b", "change"], rows)]
+    if comparison.only_a or comparison.only_b:
+        items = [f"only in {comparison.run_a}: {c}" for c in comparison.only_a]
+        items += [f"only in {comparison.run_b}: {c}" for c in comparison.only_b]
+        blocks += [Heading(2, "Unmatched cells"), Bullets(tuple(items))]
+    return blocks
+
+
+def write_comparison(comparison: Comparison, out: Path) -> Path:
+    """Write compare.md, compare.csv and compare.png (when cells matched) into ``out``; returns compare.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    csv_rows = [
+        {"experiment": kind, "cell_a": d.cell_a, "cell_b": d.cell_b, "cell": d.cell, "metric": d.metric,
+         "a": d.a, "b": d.b, "difference": d.difference, "change_percent": d.change_percent}
+        for kind, diffs in (("tcp", comparison.tcp), ("udp", comparison.udp)) for d in diffs
+    ]  # fmt: skip
+    write_csv(out / "compare.csv", CSV_FIELDS, csv_rows)
+    blocks = comparison_blocks(comparison)
+    cells = list(dict.fromkeys(d.cell for d in comparison.tcp))
+    if cells:
+        changes = {
+            title: [next(d.change_percent for d in comparison.tcp if d.cell == c and d.metric == metric) for c in cells]
+            for metric, title in METRICS.items()
+        }
+        charts.differences(
+            cells, changes, out / "compare.png", f"Run {comparison.run_b} against run {comparison.run_a}, per cell"
+        )
+        blocks.append(Figure("compare.png", "Differences per cell"))
+    path = out / "compare.md"
+    path.write_text(to_markdown(blocks, "."), encoding="utf-8")
+    return path

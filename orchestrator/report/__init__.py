@@ -1,0 +1,16 @@
+"""Reports of stored runs: ``build_report(folder)`` writes report.md, report.html and charts/*.png.
+
+load.py      read a run folder (I/O)
+model.py     summary rows -> typed cells (pure)
+insights.py  the "what this shows" claims, computed from the cells (pure)
+original.py  the original lab's published figures (data/original-figures.csv) and matching
+charts.py    matplotlib PNG charts (Agg, headless)
+render.py    blocks -> Markdown and one self-contained HTML page (pure)
+build.py     build_report: all of the above, files out
+catalog.py   the stored runs, for ``orchestrate.py list``
+"""
+
+from orchestrator.report.build import build_report
+from orchestrator.report.model import ReportError
+
+__all__ = ["ReportError", "build_report"]
