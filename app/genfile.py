@@ -12,6 +12,7 @@ SHAKE-256 output keyed by the size: incompressible like the course's
 from __future__ import annotations
 
 import argparse
+import binascii
 import hashlib
 import os
 import sys
@@ -57,6 +58,29 @@ def ensure_file(directory: str, size: int) -> tuple[str, str]:
     os.replace(tmp, path)
     os.replace(f"{digest_path}.{os.getpid()}.tmp", digest_path)
     return path, digest
+
+
+def ensure_base64(path: str) -> str:
+    """Create (if needed) ``<path>.b64``, the base64 text of a generated file; return its path.
+
+    The stress client sends this copy with ``sendfile()`` so that, in a test
+    of the server, the clients' own encoding does not use the CPU the server
+    needs. It is written in pieces of a multiple of 3 bytes, so it is one
+    valid base64 stream, and appears under its final name only once complete.
+    """
+    encoded_path = path + ".b64"
+    expected = 4 * ((os.path.getsize(path) + 2) // 3)
+    try:
+        if os.path.getsize(encoded_path) == expected:
+            return encoded_path
+    except OSError:
+        pass
+    tmp = f"{encoded_path}.{os.getpid()}.tmp"
+    with open(path, "rb") as source, open(tmp, "wb") as out:
+        while block := source.read(3 * BLOCK):
+            out.write(binascii.b2a_base64(block, newline=False))
+    os.replace(tmp, encoded_path)
+    return encoded_path
 
 
 def _block(size: int, index: int, length: int) -> bytes:

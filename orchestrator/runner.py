@@ -90,11 +90,11 @@ def disk_needed(cell: TcpCell, keep_downloads: bool = False) -> int:
     """Bytes of volume space a cell may use at its peak.
 
     Uploads: one temporary file per concurrent client on the server, the
-    stored file and the client's source. Downloads: the server's source,
+    stored file, the client's source and its base64 copy. Downloads: the server's source,
     the client's reference, and every received copy if they are kept.
     """
-    if cell.op == "upload":
-        return cell.volume * (cell.clients + 2)
+    if cell.op == "upload":  # + the client's cached base64 copy, 4/3 of the file
+        return cell.volume * (cell.clients + 2) + cell.volume * 4 // 3
     return cell.volume * (2 + (cell.clients if keep_downloads else 0))
 
 
