@@ -315,24 +315,27 @@ def handle_connection(conn: socket.socket, peer: tuple[str, int], ctx: ServerCon
             outcome["bytes"] = sent
             wire += sent
         outcome["status"] = "ok"
-    except protocol.ProtocolError as exc:
+    except (protocol.ProtocolError, ClientGone, OSError) as exc:
         assert outcome is not None
-        outcome["error"] = str(exc)
-        _try_send(conn, protocol.error_reply(str(exc)))
-    except TimeoutError:
-        assert outcome is not None
-        outcome["error"] = _timeout_text(ctx, header_done)
-        _try_send(conn, protocol.error_reply("Timeout waiting for client"))
-    except ClientGone as exc:
-        assert outcome is not None
-        outcome["error"] = str(exc)
-    except OSError as exc:
-        assert outcome is not None
-        outcome["error"] = f"connection error: {exc.strerror or exc}"
+        outcome["error"], answer = describe_failure(exc, ctx, header_done)
+        if answer:
+            _try_send(conn, protocol.error_reply(answer))
     finally:
         if outcome is not None:
             record_outcome(ctx, outcome, started, clock, wire)
         _close(conn)  # after the row is written: a client that sees the close can read it
+
+
+def describe_failure(exc: Exception, ctx: ServerContext, request_done: bool) -> tuple[str, str | None]:
+    """(the outcome row's error text, the message to answer with, or None when no answer is possible)."""
+    if isinstance(exc, protocol.ProtocolError):
+        return str(exc), str(exc)
+    if isinstance(exc, TimeoutError):
+        return _timeout_text(ctx, request_done), "Timeout waiting for client"
+    if isinstance(exc, ClientGone):
+        return str(exc), None
+    assert isinstance(exc, OSError)
+    return f"connection error: {exc.strerror or exc}", None
 
 
 def _timeout_text(ctx: ServerContext, request_done: bool) -> str:
@@ -388,21 +391,14 @@ class JsonSession:
                 self.serve(framed, outcome)
                 outcome["status"] = "ok"
                 keep_open = True
-        except protocol.ProtocolError as exc:
+        except (protocol.ProtocolError, ClientGone, OSError) as exc:
             assert outcome is not None
-            outcome["error"] = str(exc)
-            self.try_answer(json_protocol.error_answer(str(exc)))
-            keep_open = self.in_sync
-        except TimeoutError:
-            assert outcome is not None
-            outcome["error"] = _timeout_text(self.ctx, self.words_read)
-            self.try_answer(json_protocol.error_answer("Timeout waiting for client"))
-        except ClientGone as exc:
-            assert outcome is not None
-            outcome["error"] = str(exc)
-        except OSError as exc:
-            assert outcome is not None
-            outcome["error"] = f"connection error: {exc.strerror or exc}"
+            outcome["error"], answer = describe_failure(exc, self.ctx, self.words_read)
+            if answer:
+                self.try_answer(json_protocol.error_answer(answer))
+            # After a well-formed request that failed (say, File not found) the
+            # connection can go on; after broken framing or a timeout it cannot.
+            keep_open = isinstance(exc, protocol.ProtocolError) and self.in_sync
         finally:
             if outcome is not None:
                 self.served += 1

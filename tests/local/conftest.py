@@ -37,18 +37,22 @@ class LocalServer:
             return b"".join(chunks)
 
     def rows(self, expected: int) -> list[dict[str, str]]:
-        """The outcome rows, once ``expected`` of them are written (at most 5 s).
+        return wait_for_rows(self.outcomes, expected)
 
-        A worker appends its row just after the client has its answer, so a
-        test that reads at once could race it.
-        """
-        deadline = time.monotonic() + 5
-        while True:
-            with self.outcomes.open() as f:
-                rows = list(csv.DictReader(f))
-            if len(rows) >= expected or time.monotonic() > deadline:
-                return rows
-            time.sleep(0.05)
+
+def wait_for_rows(outcomes: Path, expected: int) -> list[dict[str, str]]:
+    """The server's outcome rows, once ``expected`` of them are written (at most 5 s).
+
+    A worker appends its row just after the client has its answer, so a
+    test that reads at once could race it.
+    """
+    deadline = time.monotonic() + 5
+    while True:
+        with outcomes.open() as f:
+            rows = list(csv.DictReader(f))
+        if len(rows) >= expected or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
 
 
 def free_port() -> int:

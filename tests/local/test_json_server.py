@@ -20,7 +20,7 @@ import pytest
 
 from app import json_protocol
 from app.probe import wait_for_port
-from tests.local.conftest import ROOT, free_port
+from tests.local.conftest import ROOT, free_port, wait_for_rows
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
@@ -37,14 +37,7 @@ class JsonServer:
         return Client(self.json_port)
 
     def rows(self, expected: int) -> list[dict[str, str]]:
-        """The outcome rows once ``expected`` are written (a row follows its answer closely)."""
-        deadline = time.monotonic() + 5
-        while True:
-            with self.outcomes.open() as f:
-                rows = list(csv.DictReader(f))
-            if len(rows) >= expected or time.monotonic() > deadline:
-                return rows
-            time.sleep(0.05)
+        return wait_for_rows(self.outcomes, expected)
 
 
 def start_server(tmp_path: Path, pool: str, timeout: float = 2) -> JsonServer:
