@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import binascii
-import hashlib
 import logging
 import multiprocessing
 import os
@@ -87,6 +86,29 @@ OUTCOME_FIELDS = [
 log = logging.getLogger("fileserver")
 
 
+class StorageError(protocol.ProtocolError):
+    """Storing failed on the server's side (disk full, permissions): the client is told so."""
+
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(f"Server storage error: {exc.strerror or exc}")
+
+
+class StorageWriter(BackgroundWriter):
+    """A BackgroundWriter whose disk errors are reported as StorageError, not as network errors."""
+
+    def write(self, piece: bytes) -> None:
+        try:
+            super().write(piece)
+        except OSError as exc:
+            raise StorageError(exc) from None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as exc:
+            raise StorageError(exc) from None
+
+
 class ClientGone(Exception):
     """The client closed the connection before the request was complete."""
 
@@ -115,12 +137,18 @@ class Storage:
         the block raises (client gone, bad data, checksum mismatch), the
         temporary file is removed and the previous version stays as it was.
         """
-        fd, temp_path = self.new_temp()
+        try:
+            fd, temp_path = self.new_temp()
+        except OSError as exc:
+            raise StorageError(exc) from None
         try:
             with open(fd, "wb", buffering=0) as out:
                 yield out  # type: ignore[misc]
-            os.chmod(temp_path, 0o644)  # mkstemp() creates 0600; stored files are for everyone to read
-            os.replace(temp_path, self.path(name))
+            try:
+                os.chmod(temp_path, 0o644)  # mkstemp() creates 0600; stored files are for everyone to read
+                os.replace(temp_path, self.path(name))
+            except OSError as exc:
+                raise StorageError(exc) from None
         except BaseException:
             os.unlink(temp_path)
             raise
@@ -238,7 +266,7 @@ def receive_upload(conn: socket.socket, request: protocol.Request, early: bytes,
     decoder = Base64StreamDecoder()
     stored = 0
     remaining = request.size
-    with storage.incoming(request.filename) as out, BackgroundWriter(out) as writer:
+    with storage.incoming(request.filename) as out, StorageWriter(out) as writer:
         buffer = bytearray(CHUNK)
         view = memoryview(buffer)
         pending = early[:remaining]  # payload that came in the header's segment
@@ -320,6 +348,11 @@ def handle_connection(conn: socket.socket, peer: tuple[str, int], ctx: ServerCon
         outcome["error"], answer = describe_failure(exc, ctx, header_done)
         if answer:
             _try_send(conn, protocol.error_reply(answer))
+    except Exception as exc:  # a bug must cost one request, not the worker
+        log.exception("internal error serving %s:%s", *peer)
+        if outcome is not None:
+            outcome["error"] = f"internal error: {type(exc).__name__}: {exc}"
+        _try_send(conn, protocol.error_reply("Internal server error"))
     finally:
         if outcome is not None:
             record_outcome(ctx, outcome, started, clock, wire)
@@ -399,6 +432,11 @@ class JsonSession:
             # After a well-formed request that failed (say, File not found) the
             # connection can go on; after broken framing or a timeout it cannot.
             keep_open = isinstance(exc, protocol.ProtocolError) and self.in_sync
+        except Exception as exc:  # a bug must cost one request, not the worker
+            log.exception("internal error serving %s:%s", *self.peer)
+            if outcome is not None:
+                outcome["error"] = f"internal error: {type(exc).__name__}: {exc}"
+            self.try_answer(json_protocol.error_answer("Internal server error"))
         finally:
             if outcome is not None:
                 self.served += 1
@@ -504,9 +542,8 @@ class JsonSession:
         """
         scanner = json_protocol.TerminatorScanner()
         decoder = Base64StreamDecoder()
-        hasher = hashlib.sha256()
         stored = 0
-        with self.ctx.storage.incoming(name) as out:
+        with self.ctx.storage.incoming(name) as out, StorageWriter(out) as writer:
             chunk = bytearray(CHUNK)
             view = memoryview(chunk)
             data: bytes | bytearray = body
@@ -514,13 +551,13 @@ class JsonSession:
             while True:  # bounded: every round receives at least one byte within the idle timeout
                 pieces, after = scanner.feed(data, end)
                 for piece in pieces:
-                    # Hot loop: a C-level search, decode, hash and write per received MiB.
+                    # Hot loop: a C-level search and decode per received MiB; hashing
+                    # and writing happen on the writer's thread meanwhile.
                     try:
                         decoded = decoder.feed(piece)
                     except Base64Error:
                         raise protocol.ProtocolError("Invalid Base64 data stream") from None
-                    hasher.update(decoded)
-                    out.write(decoded)
+                    writer.write(decoded)
                     stored += len(decoded)
                 if after is not None:
                     self.received += after
@@ -537,7 +574,8 @@ class JsonSession:
                 decoder.finish()
             except Base64Error:
                 raise protocol.ProtocolError("Invalid Base64 data stream") from None
-        return stored, hasher.hexdigest()
+            writer.close()
+        return stored, writer.hexdigest()
 
     def send_file(self, name: str) -> int:
         """Send a GET answer, the file's base64 encoded piece by piece. Returns the file's size."""
@@ -645,7 +683,7 @@ class Endpoint:
     handler: Handler
 
 
-class Stop(Exception):
+class Stop(BaseException):
     """Raised in the main thread by SIGTERM/SIGINT to stop accepting."""
 
 

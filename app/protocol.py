@@ -31,6 +31,7 @@ STREAM_PORT = 8889
 TERMINATOR = b"\r\n\r\n"
 MAX_HEADER_BYTES = 8192
 MAX_FILENAME_BYTES = 255
+MAX_SIZE_DIGITS = 15  # up to about 1 PB of base64: refuses absurd sizes before int() sees them
 
 READY = b"OK Ready to receive" + TERMINATOR
 UPLOAD_COMPLETE = b"OK Upload complete" + TERMINATOR
@@ -116,7 +117,7 @@ def parse_request(header: bytes) -> Request:
             raise ProtocolError("Usage: UPLOAD <filename> <base64 length> [sha256]")
         name = check_filename(words[1])
         size_word = words[2].decode("ascii", "replace")
-        if not size_word.isdigit():
+        if not size_word.isdigit() or len(size_word) > MAX_SIZE_DIGITS:
             raise ProtocolError("Invalid size format")
         digest = None
         if len(words) == 4:

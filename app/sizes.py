@@ -8,6 +8,7 @@ are powers of 1000. A bare number is a count of bytes.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 _UNITS = {
     "": 1,
@@ -32,9 +33,12 @@ def parse_size(text: str | int) -> int:
         return text
     match = _SIZE_RE.match(str(text))
     if not match or match.group(2).lower() not in _UNITS:
-        raise ValueError(f"not a size: {text!r} (use e.g. 4096, 500KiB, 10MiB, 1GB)")
-    value = float(match.group(1)) * _UNITS[match.group(2).lower()]
-    if value != int(value):
+        raise ValueError(f"not a size: {str(text)[:40]!r} (use e.g. 4096, 500KiB, 10MiB, 1GB)")
+    number = Decimal(match.group(1))  # exact: no float rounding, no overflow to inf
+    if len(match.group(1)) > 30:
+        raise ValueError(f"size is too large: {str(text)[:40]!r}…")
+    value = number * _UNITS[match.group(2).lower()]
+    if value != value.to_integral_value():
         raise ValueError(f"size is not a whole number of bytes: {text!r}")
     return int(value)
 

@@ -62,7 +62,8 @@ def sink(port: int, seconds: float) -> dict[str, float]:
             buffer = bytearray(BUFFER)
             received = 0
             started = time.perf_counter()
-            while count := conn.recv_into(buffer):
+            deadline = time.monotonic() + seconds  # bounded in time even if the sender never stops
+            while (count := conn.recv_into(buffer)) and time.monotonic() < deadline:
                 received += count
             elapsed = time.perf_counter() - started
             conn.sendall(f"{received}\n".encode())

@@ -37,7 +37,7 @@ import socket
 import sys
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from app import json_protocol, protocol
 from app.base64_stream import Base64Error, Base64StreamDecoder
@@ -74,6 +74,12 @@ class Transfer:
     keep_dir: str | None = None  # downloads: keep the received file here
     protocol: str = "stream"  # "stream" (port 8889) or "json" (port 6666)
     base64_path: str | None = None  # uploads: a ready base64 copy of `path` to send as it is
+    client: int = 0  # which of the concurrent clients this is (1-based), for its kept file's name
+
+    def keep_path(self) -> str:
+        """Where a kept download goes: one file per client, so clients never overwrite each other."""
+        assert self.keep_dir
+        return os.path.join(self.keep_dir, f"{self.client:03d}-{self.name}")
 
 
 class TransferError(Exception):
@@ -152,7 +158,7 @@ def _download(sock: socket.socket, job: Transfer, deadline: float) -> int:
     size = int(text)
     hasher = hashlib.sha256(first)
     received = len(first)
-    keep = open(os.path.join(job.keep_dir, job.name), "wb") if job.keep_dir else None
+    keep = open(job.keep_path(), "wb") if job.keep_dir else None
     try:
         if keep:
             keep.write(first)
@@ -243,7 +249,7 @@ def _json_download(sock: socket.socket, job: Transfer, deadline: float) -> int:
                 raise TransferError("bad answer: data_file is not valid base64") from None
             hasher.update(decoded)
             if job.keep_dir and decoded:
-                keep = keep or open(os.path.join(job.keep_dir, job.name), "wb")
+                keep = keep or open(job.keep_path(), "wb")
                 keep.write(decoded)
             received += len(decoded)
             if time.monotonic() > deadline:
@@ -279,6 +285,7 @@ def run_transfer(job: Transfer, client: int) -> dict[str, object]:
     row: dict[str, object] = {
         "client": client, "op": job.op, "volume_bytes": job.size, "status": "error", "protocol": job.protocol,
     }  # fmt: skip
+    job = replace(job, client=client)
     started = time.time()
     clock = time.perf_counter()
     deadline = time.monotonic() + job.timeout
@@ -328,25 +335,39 @@ def run_clients(job: Transfer, clients: int, pool: str) -> list[dict[str, object
     return sorted(rows, key=lambda row: int(row["client"]))  # type: ignore[call-overload]
 
 
+class UsageError(Exception):
+    """Bad local input (a file, a folder, a name): reported like a bad option."""
+
+
 def prepare(args: argparse.Namespace) -> Transfer:
     """Resolve the local file, its size and digest before any timing starts."""
     if args.file:
         path = args.file
         try:
             size = os.path.getsize(path)
+            digest = sha256_of(path)
         except OSError as exc:
-            raise SystemExit(f"stress_client: cannot read {path}: {exc.strerror}") from None
-        digest = sha256_of(path)
+            raise UsageError(f"--file: cannot read {path}: {exc.strerror or exc}") from None
     else:
-        path, digest = ensure_file(args.files, args.size)
+        try:
+            path, digest = ensure_file(args.files, args.size)
+        except OSError as exc:
+            raise UsageError(f"--files: cannot make the test file in {args.files}: {exc.strerror or exc}") from None
         size = args.size
     base64_path = ensure_base64(path) if args.op == "upload" and not args.file else None
     name = args.name or os.path.basename(path)
-    protocol.check_filename(name)
+    option = "--name" if args.name else "the file's name (choose another with --name)"
+    try:
+        protocol.check_filename(name)
+    except protocol.ProtocolError as exc:
+        raise UsageError(f"{option}: {exc}") from None
     if len(name.split()) != 1:
-        raise protocol.ProtocolError("Invalid filename: both protocols separate words by blanks")
+        raise UsageError(f"{option}: both protocols separate words by blanks, so a name cannot contain one")
     if args.keep:
-        os.makedirs(args.keep, exist_ok=True)
+        try:
+            os.makedirs(args.keep, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--keep: cannot use {args.keep}: {exc.strerror or exc}") from None
     port = args.port or PORTS[args.protocol]
     return Transfer(
         args.op, args.host, port, path, name, size, digest, args.timeout, args.keep, args.protocol, base64_path
@@ -364,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="file name on the server (default: the local file's name)")
     parser.add_argument("--clients", type=int, default=1, help="concurrent clients (default 1)")
     parser.add_argument("--pool", choices=["thread", "process"], default="thread", help="client concurrency model")
-    parser.add_argument("--host", default="172.16.16.101", help="server address (default 172.16.16.101)")
+    parser.add_argument("--host", default="alpine-1", help="server address (default alpine-1, the lab's server)")
     parser.add_argument(
         "--protocol", choices=["stream", "json"], default="stream", help="wire protocol (default stream)"
     )
@@ -384,8 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--timeout must be positive")
     try:
         job = prepare(args)
-    except protocol.ProtocolError as exc:
-        parser.error(f"--name: {exc}")
+    except UsageError as exc:
+        parser.error(str(exc))
     rows = run_clients(job, args.clients, args.pool)
     labels = {"cell": args.cell, "clients": args.clients, "client_pool": args.pool,
               "server_workers": args.server_workers, "server_pool": args.server_pool}  # fmt: skip

@@ -39,7 +39,7 @@ from orchestrator.report import ReportError, build_report
 from orchestrator.report.catalog import list_runs, render_runs
 from orchestrator.report.load import find_run, load_run
 from orchestrator.report.render import to_markdown
-from orchestrator.results import RunFolder, RunState, new_run_id, write_csv
+from orchestrator.results import EXPERIMENTS, RunFolder, RunState, new_run_id, write_csv
 from orchestrator.runner import run_tcp
 from orchestrator.settings import load_settings
 from orchestrator.summary import SEED_HEADERS_ID, render_table, seed_csv_tables
@@ -48,7 +48,6 @@ from orchestrator.udp_summary import count_failures, render_udp_table
 
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_FAILED_TRANSFERS = 3
-EXPERIMENTS = ("all", "tcp", "udp")
 
 
 def build_parser() -> argparse.ArgumentParser:

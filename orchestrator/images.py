@@ -44,7 +44,12 @@ def build_local_base(settings: Settings, say: Callable[[str], None]) -> None:
     """Run images/build-base.sh; raise ImageError with its output on failure."""
     script = settings.root / "images" / "build-base.sh"
     say(f"building {LOCAL_BASE_IMAGE} from Debian's packages (about a minute, once)")
-    done = subprocess.run(["bash", str(script), LOCAL_BASE_IMAGE], capture_output=True, text=True, timeout=1800)
+    try:
+        done = subprocess.run(["bash", str(script), LOCAL_BASE_IMAGE], capture_output=True, text=True, timeout=1800)
+    except subprocess.TimeoutExpired:
+        raise ImageError(
+            f"building {LOCAL_BASE_IMAGE} took more than 30 minutes; is Debian's mirror reachable?"
+        ) from None
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-10:])
         raise ImageError(

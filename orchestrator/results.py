@@ -35,6 +35,7 @@ from orchestrator.matrix import Matrix, TcpCell, UdpCell
 from orchestrator.summary import SUMMARY_FIELDS
 
 CONTAINER_RESULTS = "/results"
+EXPERIMENTS = ("all", "tcp", "udp")
 MERGED_FIELDS = {
     "clients.csv": ["cell_id", *ROW_FIELDS],
     "server.csv": ["cell_id", "cell", *OUTCOME_FIELDS],
@@ -102,14 +103,24 @@ class RunFolder:
 
     def load_state(self) -> RunState:
         try:
-            return RunState(**json.loads((self.path / "run.json").read_text()))
+            state = RunState(**json.loads((self.path / "run.json").read_text()))
         except FileNotFoundError:
             raise LabError(f"no run to resume at {self.path} (run.json is missing)") from None
         except (ValueError, TypeError) as exc:
             raise LabError(f"{self.path / 'run.json'} is damaged: {exc}") from None
+        if state.experiment not in EXPERIMENTS or not isinstance(state.repeat, int) or state.repeat < 1:
+            details = f"experiment {state.experiment!r}, repeat {state.repeat!r}"
+            raise LabError(f"{self.path / 'run.json'} is damaged: {details}")
+        return state
 
     def matrix_data(self) -> object:
-        return yaml.safe_load((self.path / "matrix.yaml").read_text())
+        """The matrix stored with the run (validated by the caller, as any matrix file)."""
+        try:
+            return yaml.safe_load((self.path / "matrix.yaml").read_text())
+        except OSError as exc:
+            raise LabError(f"cannot read {self.path / 'matrix.yaml'}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise LabError(f"{self.path / 'matrix.yaml'} is damaged: {exc}") from None
 
     # --- cells ---------------------------------------------------------------------
     def cell_container_dir(self, cell: TcpCell | UdpCell) -> str:

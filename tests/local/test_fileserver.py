@@ -145,11 +145,21 @@ def test_more_data_than_declared_is_refused(server):
 
 def test_the_error_answer_reaches_a_client_that_is_still_sending(server):
     """Closing with unread input resets the connection; the server drains it first."""
-    for request in (b"G" * (1 << 20), b"UPLOAD x.bin 4000000\r\n\r\n" + b"!" * (1 << 20)):
+    cases = [
+        (b"G" * (1 << 20), b"ERROR Header too large\r\n\r\n"),
+        (b"UPLOAD x.bin 4000000\r\n\r\n" + b"!" * (1 << 20), b"ERROR Invalid Base64 data stream\r\n\r\n"),
+    ]
+    for request, answer in cases:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(request)
             sock.shutdown(socket.SHUT_WR)
             reply = b""
             while chunk := sock.recv(65536):
                 reply += chunk
-        assert reply.endswith((b"ERROR Header too large\r\n\r\n", b"ERROR Invalid Base64 data stream\r\n\r\n"))
+        assert reply.endswith(answer), (request[:30], reply[-60:])
+
+
+def test_an_absurd_upload_size_is_refused_and_the_worker_survives(server):
+    assert server.request(b"UPLOAD big.bin " + b"9" * 5000 + b"\r\n\r\n") == b"ERROR Invalid size format\r\n\r\n"
+    assert upload(server, "after.bin", b"served").endswith(protocol.UPLOAD_COMPLETE)
+    assert [r["error"] for r in server.rows(2)] == ["Invalid size format", ""]

@@ -90,3 +90,9 @@ def test_client_headers_round_trip_through_the_parser():
 @pytest.mark.parametrize(("n", "chars"), [(0, 0), (1, 4), (2, 4), (3, 4), (4, 8), (10 * 2**20, 13981016)])
 def test_base64_length(n, chars):
     assert protocol.base64_length(n) == chars
+
+
+def test_absurd_upload_size_is_a_protocol_error():
+    with pytest.raises(ProtocolError, match="Invalid size format"):
+        parse_request(b"UPLOAD a.bin " + b"9" * 5000)
+    assert parse_request(b"UPLOAD a.bin " + b"9" * 15).size == 10**15 - 1

@@ -21,3 +21,8 @@ def test_parse_size_rejects(text):
 def test_format_size(n, text):
     assert format_size(n) == text
     assert parse_size(text) == n
+
+
+def test_absurdly_long_sizes_are_refused_not_crashed():
+    with pytest.raises(ValueError, match="too large"):
+        parse_size("9" * 400)
