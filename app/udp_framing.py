@@ -28,6 +28,10 @@ Two framings travel on UDP port 8888:
 ``FramedTally`` and ``RawTally`` count what a receiver got: datagrams and
 bytes, lost, duplicated and out-of-order pieces, and whether the file came
 through intact. ``app.udp_receiver`` feeds them from its socket.
+
+The time limits at the end (``MAX_SECONDS``, ``transfer_time_limits``) are
+shared by the sender, the receiver and the orchestrator, so a matrix is
+checked against the very numbers the programs enforce.
 """
 
 from __future__ import annotations
@@ -51,6 +55,32 @@ FRAMINGS = ("framed", "raw")
 
 class FramingError(ValueError):
     """A datagram that is not a valid frame of this protocol."""
+
+
+# --- time limits -----------------------------------------------------------------
+# What the two programs accept on their command lines. The orchestrator
+# refuses a matrix beyond them before any cell runs, instead of starting
+# programs that would then refuse their arguments.
+MAX_RATE = 10_000_000  # sender --rate: datagrams per second per destination
+MAX_SECONDS = 86_400  # sender --timeout and receiver --max-time: one day
+MAX_IDLE_TIMEOUT = 3_600  # receiver --idle-timeout: an hour without a datagram is long enough to give up
+START_WAIT = 30.0  # seconds receivers may take to start listening before the sender starts
+SEND_SLACK = 30.0  # seconds added to every send budget: starting Python, forking the pools
+UNPACED_PACE = 5_000  # datagrams per second assumed of an unpaced sender (a slow machine) for its budget
+
+
+def transfer_time_limits(size: int, payload: int, rate: float, idle_timeout: float) -> tuple[float, float]:
+    """(sender timeout, receiver max-time) in seconds for one transfer of ``size`` bytes: generous, but bounded.
+
+    The sender gets twice the time its datagrams should take, at ``rate`` per
+    second (or ``UNPACED_PACE`` when unpaced, ``rate`` 0), plus ``SEND_SLACK``.
+    A receiver starts first and waits ``idle_timeout`` after the last datagram,
+    so it gets the sender's time plus both of those.
+    """
+    datagrams = count_datagrams(size, payload)
+    expected = datagrams / (rate if rate > 0 else UNPACED_PACE)
+    sender = SEND_SLACK + 2 * expected
+    return sender, sender + idle_timeout + START_WAIT
 
 
 def max_payload(framing: str) -> int:

@@ -302,8 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--port must be from 1 to 65535")
     if not 1 <= args.transfers <= 1000:
         parser.error("--transfers must be from 1 to 1000")
-    if not 0 < args.idle_timeout <= 3600 or not 0 < args.max_time <= 86400:
-        parser.error("--idle-timeout must be from 0 to 3600 s and --max-time from 0 to 86400 s")
+    if not 0 < args.idle_timeout <= udp_framing.MAX_IDLE_TIMEOUT or not 0 < args.max_time <= udp_framing.MAX_SECONDS:
+        parser.error(
+            f"--idle-timeout must be from 0 to {udp_framing.MAX_IDLE_TIMEOUT} s "
+            f"and --max-time from 0 to {udp_framing.MAX_SECONDS} s"
+        )
     if args.payload is not None and not 1 <= args.payload <= udp_framing.MAX_UDP_PAYLOAD:
         parser.error(f"--payload must be from 1 to {udp_framing.MAX_UDP_PAYLOAD}")
     try:

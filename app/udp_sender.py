@@ -20,6 +20,11 @@ the last, as the original measured it (pools are created before the clock
 starts, as in the original). Each destination also records its own time,
 from its first datagram to its last.
 
+``--timeout`` is one deadline for the whole round: every worker checks it
+before each datagram and stops by itself, reporting how many it did send.
+No worker thread or process outlives its round, so a slow round can never
+keep sending while the next ``--repeats`` round is measured.
+
 With ``--framing framed`` (the default) every datagram carries a small
 header and the transfer ends with an end marker (see ``app/udp_framing.py``);
 ``--framing raw`` sends bare bytes exactly like the original, so the
@@ -53,6 +58,7 @@ POOL_PROCESSES = 20  # the original's Pool(processes=20)
 POOL_THREADS = 4  # the original's ThreadPoolExecutor(max_workers=4)
 END_COPIES = 3  # end markers sent per transfer: one lost copy must not leave a receiver guessing
 ASYNC_YIELD_EVERY = 64  # unpaced asyncio sends: let the other destinations' tasks run this often
+STOP_GRACE = 2.0  # seconds a worker has, after the deadline, to hand in its row before it counts as lost
 
 ROW_FIELDS = [
     "cell", "repeat", "model", "framing", "payload", "rate", "transfer_id", "destination", "port",
@@ -73,15 +79,16 @@ class Job:
     framing: str
     transfer_id: int
     rate: float  # datagrams per second; 0: as fast as possible
-    timeout: float  # seconds allowed for the whole destination
+    timeout: float  # seconds allowed for the whole round (the models turn it into one deadline)
     broadcast: bool = False
 
 
-def open_socket(job: Job) -> socket.socket:
+def open_socket(job: Job, deadline: float) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     if job.broadcast:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)  # without it sendto() fails with EACCES
-    sock.settimeout(job.timeout)  # a send that cannot go out in time raises instead of hanging
+    # A send that cannot go out before the deadline raises instead of hanging.
+    sock.settimeout(max(0.001, deadline - time.monotonic()))
     return sock
 
 
@@ -106,34 +113,50 @@ def _row(job: Job, datagrams: list[bytes], count: int, started: float, seconds: 
     }  # fmt: skip
 
 
-def send_to(job: Job) -> dict[str, object]:
-    """One destination: send every datagram, return its CSV row. Never raises."""
+def _late(job: Job, count: int, datagrams: list[bytes]) -> str:
+    """The error of a destination stopped by the deadline: says how far it got."""
+    return f"did not finish in {job.timeout:g}s: sent {count} of {len(datagrams)} datagrams"
+
+
+def send_to(job: Job, deadline: float) -> dict[str, object]:
+    """One destination: send every datagram until ``deadline``, return its CSV row. Never raises.
+
+    ``deadline`` is a ``time.monotonic()`` value. That clock is the same for
+    the whole machine, so a deadline set by the parent holds in a forked child too.
+    """
     datagrams = datagrams_for(job)
     address = (job.host, job.port)
     count = 0
     error = ""
     started = time.time()
     clock = time.perf_counter()
+    now = time.monotonic
     try:
-        with open_socket(job) as sock:
+        with open_socket(job, deadline) as sock:
             # Hot loop, once per datagram (12,371 times for one byte each):
-            # a local name for the method, nothing printed. (The original
+            # local names for the methods, nothing printed. (The original
             # printed a line per byte, which is terminal work, not sending.)
+            # Reading the clock costs far less than the send beside it.
             sendto = sock.sendto
             if job.rate > 0:
                 for datagram in datagrams:
-                    due = clock + count / job.rate
-                    delay = due - time.perf_counter()
+                    delay = clock + count / job.rate - time.perf_counter()
+                    if now() + max(delay, 0) >= deadline:
+                        break  # this datagram is due after the deadline: stop now rather than sleep past it
                     if delay > 0:
                         time.sleep(delay)
                     sendto(datagram, address)
                     count += 1
             else:
                 for datagram in datagrams:
+                    if now() >= deadline:
+                        break
                     sendto(datagram, address)
                     count += 1
+        if count < len(datagrams):
+            error = _late(job, count, datagrams)
     except TimeoutError:
-        error = f"send timed out after {job.timeout:g}s"
+        error = f"send timed out after {count} datagrams (deadline {job.timeout:g}s)"
     except OSError as exc:
         error = f"send failed after {count} datagrams: {exc.strerror or exc}"
     return _row(job, datagrams, count, started, time.perf_counter() - clock, error)
@@ -147,10 +170,17 @@ def _failed(job: Job, error: str) -> dict[str, object]:
 # --- the concurrency models -----------------------------------------------
 # Each returns one row per destination and the total time, measured like the
 # original: from just before the first worker starts to the last completion.
+# Each sets one deadline for the round; the workers stop by themselves at it,
+# and the model waits for them a little longer (STOP_GRACE) to collect their rows.
 
 
-def _process_worker(job: Job, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    results.put(send_to(job))
+def _left(deadline: float) -> float:
+    """Seconds still to wait for a worker: until the deadline, plus the grace to report."""
+    return max(0.01, deadline + STOP_GRACE - time.monotonic())
+
+
+def _process_worker(job: Job, deadline: float, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    results.put(send_to(job, deadline))
 
 
 def run_processes(jobs: list[Job], timeout: float) -> tuple[list[dict[str, object]], float, float]:
@@ -158,22 +188,22 @@ def run_processes(jobs: list[Job], timeout: float) -> tuple[list[dict[str, objec
     context = multiprocessing.get_context("fork")  # the original's default on Linux
     results = context.Queue()
     started, clock = time.time(), time.perf_counter()
-    workers = [context.Process(target=_process_worker, args=(job, results)) for job in jobs]
+    deadline = time.monotonic() + timeout
+    workers = [context.Process(target=_process_worker, args=(job, deadline, results)) for job in jobs]
     for worker in workers:
         worker.start()
     rows: list[dict[str, object]] = []
-    deadline = time.monotonic() + timeout
     # Read the results before joining: a child does not exit until its queued row has been taken.
     while len(rows) < len(jobs):
         try:
-            rows.append(results.get(timeout=max(0.01, deadline - time.monotonic())))
+            rows.append(results.get(timeout=_left(deadline)))
         except queue.Empty:
             break
     for worker in workers:
-        worker.join(timeout=max(0.01, deadline - time.monotonic()))
+        worker.join(timeout=_left(deadline))
     seconds = time.perf_counter() - clock
     for worker in workers:
-        if worker.is_alive():
+        if worker.is_alive():  # only if it is stuck where it cannot see the deadline
             worker.terminate()
             worker.join(5)
     return _complete(jobs, rows, f"process did not finish in {timeout:g}s"), started, seconds
@@ -183,12 +213,16 @@ def run_threads(jobs: list[Job], timeout: float) -> tuple[list[dict[str, object]
     """Model 2: a ``threading.Thread`` per destination, start, then join."""
     rows: list[dict[str, object]] = []
     started, clock = time.time(), time.perf_counter()
-    workers = [threading.Thread(target=lambda job=job: rows.append(send_to(job)), daemon=True) for job in jobs]
+    deadline = time.monotonic() + timeout
+    # A thread cannot be killed, so each one stops itself at the deadline and the join
+    # below sees it end; daemon only so that a thread stuck in the kernel cannot block exit.
+    workers = [
+        threading.Thread(target=lambda job=job: rows.append(send_to(job, deadline)), daemon=True) for job in jobs
+    ]
     for worker in workers:
         worker.start()
-    deadline = time.monotonic() + timeout
     for worker in workers:
-        worker.join(timeout=max(0.01, deadline - time.monotonic()))
+        worker.join(timeout=_left(deadline))
     seconds = time.perf_counter() - clock
     return _complete(jobs, rows, f"thread did not finish in {timeout:g}s"), started, seconds
 
@@ -198,14 +232,15 @@ def run_process_pool(jobs: list[Job], timeout: float) -> tuple[list[dict[str, ob
     rows: list[dict[str, object]] = []
     with multiprocessing.get_context("fork").Pool(processes=POOL_PROCESSES) as pool:
         started, clock = time.time(), time.perf_counter()
-        pending = [pool.apply_async(send_to, (job,)) for job in jobs]
         deadline = time.monotonic() + timeout
+        pending = [pool.apply_async(send_to, (job, deadline)) for job in jobs]
         for result in pending:
             try:
-                rows.append(result.get(timeout=max(0.01, deadline - time.monotonic())))
+                rows.append(result.get(timeout=_left(deadline)))
             except multiprocessing.TimeoutError:
                 pass
         seconds = time.perf_counter() - clock
+    # Leaving the with block terminates the pool's processes: none outlives the round.
     return _complete(jobs, rows, f"pool task did not finish in {timeout:g}s"), started, seconds
 
 
@@ -215,16 +250,18 @@ def run_thread_pool(jobs: list[Job], timeout: float) -> tuple[list[dict[str, obj
     executor = ThreadPoolExecutor(max_workers=POOL_THREADS)
     try:
         started, clock = time.time(), time.perf_counter()
-        futures = [executor.submit(send_to, job) for job in jobs]
         deadline = time.monotonic() + timeout
+        futures = [executor.submit(send_to, job, deadline) for job in jobs]
         for future in futures:
             try:
-                rows.append(future.result(timeout=max(0.01, deadline - time.monotonic())))
+                rows.append(future.result(timeout=_left(deadline)))
             except TimeoutError:
                 pass
         seconds = time.perf_counter() - clock
     finally:
-        executor.shutdown(wait=False, cancel_futures=True)
+        # Wait for the pool's threads: each task stops at the deadline, so this is short. Not
+        # waiting would leave a running (non-daemon) thread that the interpreter waits for at exit.
+        executor.shutdown(wait=True, cancel_futures=True)
     return _complete(jobs, rows, f"pool task did not finish in {timeout:g}s"), started, seconds
 
 
@@ -246,35 +283,48 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.error = self.error or exc
 
 
-async def _send_async(job: Job) -> dict[str, object]:
-    """One destination as an asyncio task; interleaves with the other destinations' tasks."""
+async def _send_async(job: Job, deadline: float) -> dict[str, object]:
+    """One destination as an asyncio task, until ``deadline``; interleaves with the other destinations' tasks."""
     loop = asyncio.get_running_loop()
     datagrams = datagrams_for(job)
     address = (job.host, job.port)
-    sock = open_socket(job)
+    sock = open_socket(job, deadline)
     sock.setblocking(False)
     transport, endpoint = await loop.create_datagram_endpoint(_Endpoint, sock=sock)
     count = 0
     error = ""
+    now = time.monotonic
     started, clock = time.time(), time.perf_counter()
     try:
         for datagram in datagrams:
-            if not endpoint.writable.is_set():
-                await endpoint.writable.wait()
-            transport.sendto(datagram, address)
-            count += 1
             if job.rate > 0:
                 delay = clock + count / job.rate - time.perf_counter()
+                if now() + max(delay, 0) >= deadline:
+                    break  # due after the deadline
                 if delay > 0:
                     await asyncio.sleep(delay)
-            elif count % ASYNC_YIELD_EVERY == 0:
+            elif count and count % ASYNC_YIELD_EVERY == 0:
                 await asyncio.sleep(0)
+            if now() >= deadline:
+                break
+            if not endpoint.writable.is_set():
+                try:
+                    await asyncio.wait_for(endpoint.writable.wait(), deadline - now())
+                except TimeoutError:
+                    break  # the buffer never drained before the deadline
+            transport.sendto(datagram, address)
+            count += 1
             if endpoint.error:
                 break
         while transport.get_write_buffer_size() and not endpoint.error:  # until the last datagram left
+            if now() >= deadline:
+                error = f"did not finish in {job.timeout:g}s: datagrams still queued in asyncio"
+                break
             await asyncio.sleep(0.001)
         if endpoint.error:
             error = f"send failed: {endpoint.error.strerror or endpoint.error}"
+        elif count < len(datagrams):
+            error = _late(job, count, datagrams)
     finally:
         transport.close()
     return _row(job, datagrams, count, started, time.perf_counter() - clock, error)
@@ -286,14 +336,18 @@ def run_asyncio(jobs: list[Job], timeout: float) -> tuple[list[dict[str, object]
 
     async def all_destinations() -> list[dict[str, object]]:
         timing.extend([time.time(), time.perf_counter()])
-        tasks = [asyncio.create_task(_send_async(job)) for job in jobs]
-        done, _ = await asyncio.wait(tasks, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        tasks = [asyncio.create_task(_send_async(job, deadline)) for job in jobs]
+        _, late = await asyncio.wait(tasks, timeout=_left(deadline))
         timing.append(time.perf_counter())
+        for task in late:  # only if stuck where it cannot see the deadline: cancel, and let it close its socket
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
         rows = []
         for job, task in zip(jobs, tasks, strict=True):
-            if task not in done:
-                task.cancel()
-            elif task.exception() is not None:
+            if task in late:
+                continue  # no row: _complete() reports it
+            if task.exception() is not None:
                 rows.append(_failed(job, f"asyncio task failed: {task.exception()}"))
             else:
                 rows.append(task.result())
@@ -306,7 +360,8 @@ def run_asyncio(jobs: list[Job], timeout: float) -> tuple[list[dict[str, object]
 def run_broadcast(jobs: list[Job], timeout: float) -> tuple[list[dict[str, object]], float, float]:
     """Broadcast: one stream to the broadcast address; every receiver on the subnet gets it."""
     started, clock = time.time(), time.perf_counter()
-    rows = [send_to(job) for job in jobs]  # a single job: the broadcast address
+    deadline = time.monotonic() + timeout
+    rows = [send_to(job, deadline) for job in jobs]  # a single job: the broadcast address
     return rows, started, time.perf_counter() - clock
 
 
@@ -334,8 +389,10 @@ def parse_destination(text: str, default_port: int) -> tuple[str, int]:
     host, sep, port_text = text.rpartition(":")
     if not sep:
         host, port_text = text, str(default_port)
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"bad port in {text!r}")
+    # Only ASCII digits, and few of them: str.isdigit() also accepts "²" and "٨", which int()
+    # refuses or reads as another number, and int() refuses strings of thousands of digits.
+    if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"bad port in {text!r}: give a number from 1 to 65535")
     try:
         return socket.gethostbyname(host), int(port_text)
     except OSError:
@@ -373,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=0.0, help="datagrams per second per destination (0: unpaced)")
     parser.add_argument("--repeats", type=int, default=1, help="send the file this many times (default 1)")
     parser.add_argument("--transfer-id", type=int, help="first transfer id (default: random)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per destination (default 60)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="deadline of each round in seconds (default 60)")
     parser.add_argument("--csv", help="append one row per destination and repeat to this CSV file")
     parser.add_argument("--cell", default="", help="label written in the CSV's cell column")
     parser.add_argument("--quiet", action="store_true")
@@ -382,12 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     limit = udp_framing.max_payload(args.framing)
     if not 1 <= args.payload <= limit:
         parser.error(f"--payload must be from 1 to {limit} bytes with --framing {args.framing}")
-    if not 0 <= args.rate <= 10_000_000:
-        parser.error("--rate must be from 0 to 10000000 datagrams per second")
+    if not 0 <= args.rate <= udp_framing.MAX_RATE:
+        parser.error(f"--rate must be from 0 to {udp_framing.MAX_RATE} datagrams per second")
     if not 1 <= args.repeats <= 1000:
         parser.error("--repeats must be from 1 to 1000")
-    if not 0 < args.timeout <= 86400:
-        parser.error("--timeout must be from 0 to 86400 seconds")
+    if not 0 < args.timeout <= udp_framing.MAX_SECONDS:
+        parser.error(f"--timeout must be from 0 to {udp_framing.MAX_SECONDS} seconds")
     if args.transfer_id is not None and not 0 <= args.transfer_id <= 2**32 - args.repeats:
         parser.error("--transfer-id must fit in 32 bits")
     try:

@@ -42,8 +42,9 @@ from typing import Any
 
 import yaml
 
+from app.sample_image import TARGET_SIZE
 from app.sizes import format_size, parse_size
-from app.udp_framing import max_payload
+from app.udp_framing import MAX_IDLE_TIMEOUT, MAX_RATE, MAX_SECONDS, max_payload, transfer_time_limits
 from orchestrator.errors import MatrixError
 
 OPERATIONS = ("upload", "download")
@@ -232,12 +233,25 @@ def expand_udp(section: Any, where: str = "udp") -> list[UdpCell]:
     if len(repeats) != 1:
         raise _fail(where, "repeats: give one number")
     rate = section.get("rate", 0)
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 10_000_000:
-        raise _fail(where, f"rate: {rate!r} is not a number of datagrams per second from 0 to 10000000")
-    idle = _seconds(where, "idle_timeout", section.get("idle_timeout", 5))
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= MAX_RATE:
+        raise _fail(where, f"rate: {rate!r} is not a number of datagrams per second from 0 to {MAX_RATE}")
+    idle = section.get("idle_timeout", 5)
+    if isinstance(idle, bool) or not isinstance(idle, int | float) or not 0 < idle <= MAX_IDLE_TIMEOUT:
+        raise _fail(where, f"idle_timeout: {idle!r} is not a number of seconds from 0 to {MAX_IDLE_TIMEOUT}")
+    # The runner gives each program a time limit from these same numbers; refuse a cell whose limit
+    # the programs would refuse (a slow rate: 0.01 datagrams per second is days for 12,371 datagrams).
+    for payload in payloads:
+        _, needed = transfer_time_limits(TARGET_SIZE, payload, rate, idle)
+        if needed > MAX_SECONDS:
+            raise _fail(
+                where,
+                f"rate: {rate:g} datagrams per second is too slow for payload_sizes {payload}: a cell would need "
+                f"up to {needed:.0f} s, more than the {MAX_SECONDS} s the sender and receivers allow; "
+                f"use a higher rate, or 0 (unpaced)",
+            )
     combos = itertools.product(models, payloads, range(1, repeats[0] + 1))
     return [
-        UdpCell(number, model, payload, repeat, framing[0], float(rate), idle)
+        UdpCell(number, model, payload, repeat, framing[0], float(rate), float(idle))
         for number, (model, payload, repeat) in enumerate(combos, start=1)
     ]
 

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.csvlog import CsvLog
-from app.udp_framing import MAX_FRAMED_PAYLOAD, count_datagrams
+from app.sample_image import TARGET_SIZE
+from app.udp_framing import MAX_FRAMED_PAYLOAD, MAX_SECONDS, START_WAIT, transfer_time_limits
 from orchestrator.errors import LabError, MatrixError
 from orchestrator.matrix import UdpCell
 from orchestrator.nodes import ExecResult, Lab, Node
@@ -32,16 +33,28 @@ from orchestrator.udp_summary import SUMMARY_FIELDS, UDP_FIELDS, describe_cell, 
 SENDER_NODE = "alpine-2"
 RECEIVER_NODES = {"alpine-1": 101, "alpine-3": 103}  # node -> last octet of its address
 UDP_PORT = 8888
-SAMPLE_SIZE = 12_371  # bytes of app.sample_image, the file every cell sends
-READY_WAIT = 30.0  # seconds a receiver may take to start and bind
+SAMPLE_SIZE = TARGET_SIZE  # bytes of app.sample_image, the file every cell sends
+READY_WAIT = START_WAIT  # seconds a receiver may take to start and bind
 EXIT_OK = (0, 3)  # 3: the program ran and some transfer was not intact (it is in its CSV)
+# Program patterns for pkill -f: "[a]pp" matches the program but not the pkill command line itself
+# (nor its `timeout` wrapper), which contain the pattern with its brackets.
+UDP_PROGRAMS = {SENDER_NODE: "[a]pp.udp_sender", **{name: "[a]pp.udp_receiver" for name in RECEIVER_NODES}}
+
+
+def time_limits(cell: UdpCell) -> tuple[float, float]:
+    """(sender --timeout, receivers' --max-time) for one cell; the matrix is checked with the same function."""
+    return transfer_time_limits(SAMPLE_SIZE, cell.payload, cell.rate, cell.idle_timeout)
 
 
 def sender_budget(cell: UdpCell) -> float:
     """Seconds the sender may need for one cell: generous, but bounded."""
-    datagrams = count_datagrams(SAMPLE_SIZE, cell.payload)
-    expected = datagrams / cell.rate if cell.rate else datagrams / 5_000
-    return 30.0 + 2 * expected
+    return time_limits(cell)[0]
+
+
+def stop_udp_processes(lab: Lab) -> None:
+    """No UDP sender (alpine-2) or receiver (alpine-1, alpine-3) left running in the nodes."""
+    for name, pattern in UDP_PROGRAMS.items():
+        lab.node(name).exec(["pkill", "-TERM", "-f", pattern], time_limit=30)
 
 
 @dataclass
@@ -101,6 +114,12 @@ def check_cells(cells: list[UdpCell]) -> None:
                 f"udp: payload_sizes: {cell.payload} is larger than {MAX_FRAMED_PAYLOAD}, the most a framed "
                 f"datagram can carry (65507 minus the 16-byte header); use framing: raw for larger payloads"
             )
+        receiver_limit = time_limits(cell)[1]
+        if receiver_limit > MAX_SECONDS:
+            raise MatrixError(
+                f"udp: rate: {cell.rate:g} datagrams per second is too slow for payload {cell.payload}: the cell "
+                f"would need up to {receiver_limit:.0f} s, more than the {MAX_SECONDS} s the programs allow"
+            )
 
 
 def run_udp_cell(lab: Lab, folder: RunFolder, cell: UdpCell) -> list[dict[str, object]]:
@@ -110,8 +129,7 @@ def run_udp_cell(lab: Lab, folder: RunFolder, cell: UdpCell) -> list[dict[str, o
     sender = lab.node(SENDER_NODE)
     sender.check(["rm", "-rf", remote])  # a cell run again (e.g. after --resume) starts clean
     sender.check(["mkdir", "-p", remote])
-    budget = sender_budget(cell)
-    receiver_limit = budget + cell.idle_timeout + READY_WAIT
+    budget, receiver_limit = time_limits(cell)
     runs = {}
     for name in RECEIVER_NODES:
         command = [
@@ -169,8 +187,13 @@ def _clock(seconds: float) -> str:
 
 
 def run_udp(lab: Lab, folder: RunFolder, cells: list[UdpCell], say: Callable[[str], None]) -> list[dict[str, object]]:
-    """Run every UDP cell; write udp.csv and udp_summary.csv; return the rows of udp.csv."""
+    """Run every UDP cell; write udp.csv and udp_summary.csv; return the rows of udp.csv.
+
+    Interrupted (Ctrl-C) or failed on the way, it stops the sender and the
+    receivers in the nodes before passing the exception on.
+    """
     check_cells(cells)
+    stop_udp_processes(lab)  # a killed earlier run may have left some running, holding port 8888
     merged, summary = folder.path / "udp.csv", folder.path / "udp_summary.csv"
     if merged.exists():  # a resumed run: its UDP cells run again from the start
         say("UDP cells of this run are run again; the earlier UDP rows are replaced")
@@ -181,19 +204,30 @@ def run_udp(lab: Lab, folder: RunFolder, cells: list[UdpCell], say: Callable[[st
     rows: list[dict[str, object]] = []
     started = time.monotonic()
     failures = 0
-    with CsvLog(str(merged), UDP_FIELDS) as log:
-        for done, cell in enumerate(cells, start=1):
-            cell_rows = run_udp_cell(lab, folder, cell)
-            for row in cell_rows:
-                log.write(row)
-            rows += cell_rows
-            failures += sum(row.get("intact") != "true" for row in cell_rows)
-            elapsed = time.monotonic() - started
-            eta = elapsed / done * (len(cells) - done)
-            say(
-                f"[{done:>3}/{len(cells)}] {cell.id:<28} {describe_cell(cell_rows)}"
-                f"  | elapsed {_clock(elapsed)} eta {_clock(eta)} failures {failures}"
-            )
+    try:
+        with CsvLog(str(merged), UDP_FIELDS) as log:
+            for done, cell in enumerate(cells, start=1):
+                cell_rows = run_udp_cell(lab, folder, cell)
+                for row in cell_rows:
+                    log.write(row)
+                rows += cell_rows
+                failures += sum(row.get("intact") != "true" for row in cell_rows)
+                elapsed = time.monotonic() - started
+                eta = elapsed / done * (len(cells) - done)
+                say(
+                    f"[{done:>3}/{len(cells)}] {cell.id:<28} {describe_cell(cell_rows)}"
+                    f"  | elapsed {_clock(elapsed)} eta {_clock(eta)} failures {failures}"
+                )
+    except (KeyboardInterrupt, LabError) as exc:
+        # The programs in the nodes do not notice that the orchestrator is gone (they stop only
+        # at their own time limits), so stop them now: none may still hold port 8888 or send.
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        say(f"\n{why}: stopping the UDP sender and receivers in the nodes…")
+        try:
+            stop_udp_processes(lab)
+        except LabError:
+            pass  # e.g. a node is gone: the original exception says more
+        raise
     with CsvLog(str(summary), SUMMARY_FIELDS) as log:
         for row in summarize_udp(rows):
             log.write(row)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import signal
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -19,7 +23,7 @@ from orchestrator.matrix import UdpCell
 from orchestrator.nodes import Lab, Node
 from orchestrator.results import RunFolder, read_csv
 from orchestrator.udp_runner import ReceiverRun, run_udp_cell
-from tests.integration.conftest import orchestrate
+from tests.integration.conftest import ROOT, TEST_ENV, orchestrate
 
 SAMPLE_SHA = hashlib.sha256(sample_png()).hexdigest()  # made on the host: the nodes must agree
 MODELS = ["process", "thread", "process-pool", "thread-pool", "asyncio", "broadcast"]
@@ -232,3 +236,52 @@ def test_receivers_report_loss_exactly(lab, tmp_path):
         assert 0 < missing(rows["alpine-1"]) + missing(lossy) <= dropped
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("|") and "| process " in line]
     assert f"{lossy['lost']} (" in line and "0/1" in line
+
+
+# --- interruption ----------------------------------------------------------------------------------
+
+
+def udp_programs(lab: Lab) -> str:
+    """Every UDP sender or receiver still running in the three nodes ("" when none)."""
+    found = []
+    for name in ("alpine-1", "alpine-2", "alpine-3"):
+        result = lab.node(name).exec(["pgrep", "-af", "[a]pp.udp_"])
+        if result.exit_code == 0:
+            found += [f"{name}: {line}" for line in result.output.strip().splitlines()]
+    return "\n".join(found)
+
+
+def test_ctrl_c_stops_the_udp_sender_and_receivers(lab, tmp_path):
+    matrix = tmp_path / "slow-udp.yaml"  # 12,371 datagrams at 200 a second: a minute per cell
+    matrix.write_text(yaml.safe_dump({"name": "slow-udp", "udp": {"models": ["thread"], "payload_sizes": [1],
+                                                                  "rate": 200, "idle_timeout": 5}}))  # fmt: skip
+    command = [sys.executable, str(ROOT / "orchestrate.py"), "--experiment", "udp", "--matrix", str(matrix),
+               "--results", str(tmp_path), "--run-id", "interrupted"]  # fmt: skip
+    env = {**os.environ, **TEST_ENV, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while "udp_sender" not in udp_programs(lab):  # the receivers are listening and the sender is sending
+            assert process.poll() is None and time.monotonic() < deadline, "the sender never started"
+            time.sleep(0.5)
+        time.sleep(1)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stdout[-2000:] + stderr[-2000:]
+    assert "stopping the UDP sender and receivers" in stdout and "Traceback" not in stderr
+    assert udp_programs(lab) == ""  # nothing left sending, nothing holding port 8888
+    assert '"status": "interrupted"' in (tmp_path / "interrupted" / "run.json").read_text()
+
+
+def test_a_receiver_left_by_a_killed_run_is_stopped_before_the_next(lab, tmp_path):
+    stray = start(lab.node("alpine-1"), ["python", "-m", "app.udp_receiver", "--idle-timeout", "600",
+                                         "--max-time", "600"], limit=700)  # fmt: skip
+    assert "udp_receiver" in udp_programs(lab)  # it holds port 8888 on alpine-1
+    done, run = run_udp_matrix(tmp_path, "after-stray", models=["thread"], payload_sizes=[512], idle_timeout=5)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert [r["intact"] for r in read_csv(run / "udp.csv")] == ["true", "true"]
+    stray.join(30)
+    assert stray.result is not None and stray.result.exit_code not in (0, 3), stray.error  # stopped, not at 600 s
+    assert udp_programs(lab) == ""

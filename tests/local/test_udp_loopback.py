@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import multiprocessing
 import os
 import selectors
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,3 +308,86 @@ def test_receiver_refuses_a_busy_port_and_bad_input(tmp_path):
     ]:
         done = run("app.udp_receiver", "--port", str(port), *args)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, args
+
+
+# --- the sender's deadline ---------------------------------------------------------------------
+
+
+def drain(sock: socket.socket, quiet: float) -> list[bytes]:
+    """Every datagram on ``sock`` until none has come for ``quiet`` seconds."""
+    got = []
+    sock.settimeout(quiet)
+    try:
+        while True:
+            got.append(sock.recv(65_536))
+    except TimeoutError:
+        return got
+
+
+ALL_MODELS = [*MODELS, "broadcast"]
+
+
+@pytest.mark.parametrize("model", ALL_MODELS)
+def test_the_sender_stops_at_its_deadline_and_reports_what_it_sent(tmp_path, model):
+    """Paced far too slowly for the time allowed: every round ends at --timeout, counting what went out,
+    and the next round starts only after every datagram of the one before (nothing keeps sending)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        target = ["--broadcast", "127.0.0.1", "--port", str(port)] if model == "broadcast" else [
+            "--dest", f"127.0.0.1:{port}"]  # fmt: skip
+        sender_csv = tmp_path / "sender.csv"
+        started = time.monotonic()
+        done = run("app.udp_sender", "--model", model, "--rate", "40", "--timeout", "0.5", "--repeats", "2",
+                   "--transfer-id", "500", "--csv", str(sender_csv), *target, timeout=30)  # fmt: skip
+        took = time.monotonic() - started
+        received = drain(sock, 0.5)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert took < 10, done.stdout  # two rounds of 0.5 s, not a hang at exit
+    rows = read_rows(sender_csv)
+    assert [r["transfer_id"] for r in rows] == ["500", "501"]
+    ids = [udp_framing.parse_frame(d).transfer_id for d in received]
+    for row in rows:
+        assert row["status"] == "error" and "did not finish in 0.5s: sent" in row["error"], row
+        assert 0 < int(row["datagrams"]) < 12_371 and row["end_markers"] == "0"
+        assert float(row["seconds"]) <= 0.5 and float(row["run_seconds"]) < 0.5 + 1.5
+        # The count is the real one: exactly what arrived on loopback.
+        assert ids.count(int(row["transfer_id"])) == int(row["datagrams"])
+    assert ids == sorted(ids), "a datagram of round 1 came after round 2 began"
+
+
+@pytest.mark.parametrize("model", ALL_MODELS)
+def test_no_worker_outlives_its_round(model):
+    from app import udp_sender
+
+    data = sample_png()[:400]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        job = udp_sender.Job("127.0.0.1", sock.getsockname()[1], data, hashlib.sha256(data).hexdigest(), 1,
+                             "framed", 9, 50.0, 0.4, broadcast=model == "broadcast")  # fmt: skip
+        threads = set(threading.enumerate())
+        started = time.monotonic()
+        (row,), _, run_seconds = udp_sender.RUNNERS[model]([job], 0.4)
+        took = time.monotonic() - started
+        assert set(threading.enumerate()) <= threads  # every worker thread has ended
+        assert multiprocessing.active_children() == []  # every worker process too
+        late = drain(sock, 0.3)
+    assert took < 0.4 + 1.5 and run_seconds < 0.4 + 1.5
+    assert row["status"] == "error" and 10 <= int(row["datagrams"]) <= 21, row  # 0.4 s at 50 a second
+    assert len(late) == int(row["datagrams"])  # all sent before the round ended, none after
+
+
+@pytest.mark.parametrize("port", ["²", "\u0668\u0668\u0668\u0668", "8888\u0660", "+80", " 80", "1" * 5000, ""])
+def test_a_port_must_be_ascii_digits(port):
+    from app.udp_sender import parse_destination
+
+    with pytest.raises(ValueError, match="bad port"):
+        parse_destination(f"127.0.0.1:{port}", 8888)
+    assert parse_destination("127.0.0.1:80", 8888) == ("127.0.0.1", 80)
+    assert parse_destination("127.0.0.1", 8888) == ("127.0.0.1", 8888)
+
+
+@pytest.mark.parametrize("port", ["²", "\u0668\u0668\u0668\u0668"])  # Arabic-Indic 8888
+def test_sender_refuses_a_non_ascii_port_clearly(port):
+    done = run("app.udp_sender", "--dest", f"127.0.0.1:{port}", "--timeout", "5")
+    assert done.returncode == 2 and "bad port" in done.stderr and "invalid literal" not in done.stderr, done.stderr

@@ -127,3 +127,71 @@ def test_udp_section_expands_and_checks_payload_limits():
         expand_udp({"models": "thread", "payload_sizes": 65507})
     with pytest.raises(MatrixError, match="models: 'carrier-pigeon'"):
         expand_udp({"models": ["carrier-pigeon"], "payload_sizes": [1]})
+
+
+UDP = {"models": ["thread"], "payload_sizes": [1, 1024]}
+
+
+@pytest.mark.parametrize("idle", [3600.5, 86400, 0, -1, "5", True])
+def test_udp_idle_timeout_beyond_what_the_receiver_accepts_is_refused(idle):
+    from orchestrator.matrix import expand_udp
+
+    with pytest.raises(MatrixError, match=r"udp: idle_timeout: .* from 0 to 3600"):
+        expand_udp({**UDP, "idle_timeout": idle})
+
+
+def test_udp_idle_timeout_limit_is_the_receivers_own():
+    from app import udp_receiver
+    from app.udp_framing import MAX_IDLE_TIMEOUT
+    from orchestrator.matrix import expand_udp
+
+    assert expand_udp({**UDP, "idle_timeout": MAX_IDLE_TIMEOUT})[0].idle_timeout == MAX_IDLE_TIMEOUT
+    with pytest.raises(SystemExit) as refused:  # argparse: refused before any socket is opened
+        udp_receiver.main(["--idle-timeout", str(MAX_IDLE_TIMEOUT + 0.5)])
+    assert refused.value.code == 2
+    with pytest.raises(MatrixError, match="idle_timeout"):
+        expand_udp({**UDP, "idle_timeout": MAX_IDLE_TIMEOUT + 0.5})
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.2, 1e-300, 5e-324])
+def test_udp_rate_too_slow_for_the_programs_time_limits_is_refused(rate):
+    from orchestrator.matrix import expand_udp
+
+    with pytest.raises(MatrixError, match=r"udp: rate: .* too slow for payload_sizes 1: .* more than the 86400 s"):
+        expand_udp({**UDP, "rate": rate})
+
+
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), -0.5, 10_000_001, "fast"])
+def test_udp_rate_that_is_not_a_rate_is_refused(rate):
+    from orchestrator.matrix import expand_udp
+
+    with pytest.raises(MatrixError, match=r"udp: rate: .* from 0 to 10000000"):
+        expand_udp({**UDP, "rate": rate})
+
+
+@pytest.mark.parametrize("rate", [0, 0.2, 0.25, 0.29, 0.3, 0.5, 1, 1000, 10_000_000])
+@pytest.mark.parametrize("idle", [0.1, 5, 3600])
+def test_every_accepted_udp_cell_gets_time_limits_the_programs_accept(rate, idle):
+    """The matrix checks with the runner's own function: what it accepts, the sender and receivers accept."""
+    from app.udp_framing import MAX_SECONDS
+    from orchestrator.matrix import expand_udp
+    from orchestrator.udp_runner import check_cells, time_limits
+
+    try:
+        cells = expand_udp({**UDP, "rate": rate, "idle_timeout": idle})
+    except MatrixError as exc:
+        assert "too slow" in str(exc)
+        return
+    check_cells(cells)
+    for cell in cells:
+        sender, receiver = time_limits(cell)
+        assert 0 < sender < receiver <= MAX_SECONDS
+
+
+def test_udp_slow_rate_boundary_follows_the_payload_size():
+    from orchestrator.matrix import expand_udp
+
+    # 12,371 one-byte datagrams at 0.2 per second is days; 13 datagrams of 1024 bytes is a minute.
+    assert len(expand_udp({"models": ["thread"], "payload_sizes": [1024], "rate": 0.2})) == 1
+    with pytest.raises(MatrixError, match="payload_sizes 1:"):
+        expand_udp({"models": ["thread"], "payload_sizes": [1024, 1], "rate": 0.2})
