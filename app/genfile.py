@@ -27,21 +27,24 @@ def file_name(size: int) -> str:
     return f"file_{format_size(size)}.bin"
 
 
-def ensure_file(directory: str, size: int) -> tuple[str, str]:
+def ensure_file(directory: str, size: int, verify: bool = False) -> tuple[str, str]:
     """Create (if needed) the test file of ``size`` bytes; return (path, sha256).
 
-    The digest is kept beside the file in ``<name>.sha256`` and trusted while
-    the file's size still matches; a torn or missing file is regenerated.
-    The file appears under its final name only once complete.
+    The generator's digest is kept beside the file in a hidden
+    ``.<name>.sha256`` (hidden, so a file server serving this folder neither
+    lists nor serves it). A file of the right size is trusted, or with
+    ``verify`` hashed again (where an upload may have replaced it); a torn,
+    missing or different file is generated again. The file appears under
+    its final name only once complete.
     """
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, file_name(size))
-    digest_path = path + ".sha256"
+    digest_path = os.path.join(directory, f".{file_name(size)}.sha256")
     try:
         if os.path.getsize(path) == size:
             with open(digest_path, encoding="ascii") as f:
                 digest = f.read().strip()
-            if len(digest) == 64:
+            if len(digest) == 64 and (not verify or sha256_of(path) == digest):
                 return path, digest
     except OSError:
         pass
@@ -100,13 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.genfile", description=__doc__.split("\n")[0])
     parser.add_argument("--size", required=True, action="append", help="e.g. 10MiB; repeatable")
     parser.add_argument("--dir", default="files", help="folder for the files (default: ./files)")
+    parser.add_argument("--verify", action="store_true", help="hash an existing file again before trusting it")
     args = parser.parse_args(argv)
     try:
         sizes = [parse_size(s) for s in args.size]
     except ValueError as exc:
         parser.error(str(exc))
     for size in sizes:
-        path, digest = ensure_file(args.dir, size)
+        path, digest = ensure_file(args.dir, size, verify=args.verify)
         print(f"{digest}  {path}")
     return 0
 

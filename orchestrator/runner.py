@@ -126,7 +126,7 @@ def run_tcp_cell(lab: Lab, folder: RunFolder, cell: TcpCell, keep_downloads: boo
     check_disk(lab, cell, keep_downloads)
     server = lab.node(SERVER_NODE)
     if cell.op == "download":  # the file to download: same generator, same bytes as the client's reference
-        server.check(["python", "-m", "app.genfile", "--size", str(cell.volume), "--dir", "/srv/files"])
+        server.check(["python", "-m", "app.genfile", "--size", str(cell.volume), "--dir", "/srv/files", "--verify"])
     port = JSON_PORT if cell.protocol == "json" else SERVER_PORT
     command = [
         "python", "-m", "app.stress_client", "--op", cell.op, "--size", str(cell.volume),
