@@ -259,6 +259,14 @@ def read_header(conn: socket.socket, timeout: float) -> tuple[bytes, bytes] | No
         conn.settimeout(timeout)
 
 
+def decode_piece(decoder: Base64StreamDecoder, piece: bytes | memoryview | None) -> bytes:
+    """Decode the next piece of an upload (None: the end); bad base64 is the client's error."""
+    try:
+        return decoder.feed(piece) if piece is not None else decoder.finish()
+    except Base64Error:
+        raise protocol.ProtocolError("Invalid Base64 data stream") from None
+
+
 def receive_upload(conn: socket.socket, request: protocol.Request, early: bytes, storage: Storage) -> tuple[int, str]:
     """Receive, decode and store one upload. Returns (decoded bytes, sha256)."""
     assert request.size is not None
@@ -275,10 +283,7 @@ def receive_upload(conn: socket.socket, request: protocol.Request, early: bytes,
                 # Hot loop: one recv_into a reused buffer and one C-level decode
                 # per MiB; hashing and writing happen on the writer's thread
                 # meanwhile. Nothing here is per-byte Python work.
-                try:
-                    decoded = decoder.feed(pending)
-                except Base64Error:
-                    raise protocol.ProtocolError("Invalid Base64 data stream") from None
+                decoded = decode_piece(decoder, pending)
                 writer.write(decoded)
                 stored += len(decoded)
                 remaining -= len(pending)
@@ -288,10 +293,7 @@ def receive_upload(conn: socket.socket, request: protocol.Request, early: bytes,
             if not received:
                 raise ClientGone(f"connection closed after {request.size - remaining} of {request.size} base64 bytes")
             pending = view[:received]
-        try:
-            decoder.finish()
-        except Base64Error:
-            raise protocol.ProtocolError("Invalid Base64 data stream") from None
+        decode_piece(decoder, None)
         # More than the declared size means the size or the data is wrong: store neither.
         # (Only what has already arrived can be seen; trailing blanks are tolerated.)
         if early[request.size :].strip() or _peek(conn, 64).strip():
@@ -553,10 +555,7 @@ class JsonSession:
                 for piece in pieces:
                     # Hot loop: a C-level search and decode per received MiB; hashing
                     # and writing happen on the writer's thread meanwhile.
-                    try:
-                        decoded = decoder.feed(piece)
-                    except Base64Error:
-                        raise protocol.ProtocolError("Invalid Base64 data stream") from None
+                    decoded = decode_piece(decoder, piece)
                     writer.write(decoded)
                     stored += len(decoded)
                 if after is not None:
@@ -570,10 +569,7 @@ class JsonSession:
                     self.client_done = True
                     raise ClientGone(f"connection closed after {stored} bytes, before the end of the upload")
                 data = chunk
-            try:
-                decoder.finish()
-            except Base64Error:
-                raise protocol.ProtocolError("Invalid Base64 data stream") from None
+            decode_piece(decoder, None)
             writer.close()
         return stored, writer.hexdigest()
 
