@@ -85,6 +85,13 @@ class Outcome:
 Pending = tuple[bytes, tuple[str, int]]  # a datagram read too early: it starts the next transfer
 
 
+def _stop_reason(got: str, lingering: bool) -> str:
+    """Why a receive loop ended when no datagram came: done, out of time, or idle too long."""
+    if lingering:
+        return "complete"
+    return "max-time" if got == "max-time" else "idle-timeout"
+
+
 class Receiver:
     """One bound socket and the loops that read transfers from it."""
 
@@ -96,7 +103,6 @@ class Receiver:
         self.timeout = limits.idle_timeout
         sock.settimeout(self.timeout)
         self.finished_ids: set[int] = set()
-        self.stale = 0  # datagrams of a transfer already reported (e.g. its late end markers)
 
     def _set_timeout(self, seconds: float) -> None:
         if seconds != self.timeout:
@@ -132,7 +138,7 @@ class Receiver:
             else:
                 got = self._receive(lingering)
                 if isinstance(got, str):
-                    stopped = "complete" if lingering else ("max-time" if got == "max-time" else "idle-timeout")
+                    stopped = _stop_reason(got, lingering)
                     break
                 data, peer = got
             now = time.time()
@@ -142,8 +148,7 @@ class Receiver:
                 malformed += 1
                 continue
             if frame.transfer_id in self.finished_ids:
-                self.stale += 1
-                continue
+                continue  # a transfer already reported (e.g. its late end markers)
             if tally is None:
                 tally = FramedTally(frame.transfer_id)
                 sender, first = f"{peer[0]}:{peer[1]}", now
@@ -183,7 +188,7 @@ class Receiver:
             # Per-datagram loop: append the bytes; bounded by the deadline in _receive().
             got = self._receive(lingering)
             if isinstance(got, str):
-                stopped = "complete" if lingering else ("max-time" if got == "max-time" else "idle-timeout")
+                stopped = _stop_reason(got, lingering)
                 break
             data, peer = got
             last = time.time()

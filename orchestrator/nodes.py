@@ -22,7 +22,7 @@ from docker.models.containers import Container
 from orchestrator.compose import Compose
 from orchestrator.errors import DockerUnavailable, NodeError
 from orchestrator.images import resolve_base_image
-from orchestrator.settings import CLIENT_NODE, NODES, SERVER_NODE, SERVER_PORT, Settings
+from orchestrator.settings import CLIENT_NODE, SERVER_NODE, SERVER_PORT, Settings
 
 Say = Callable[[str], None]
 
@@ -133,10 +133,6 @@ class Lab:
         if not found:
             raise NodeError(f"node {service} is not running (start the lab: python orchestrate.py up)")
         return Node(self.client, found[0], service)
-
-    def is_up(self) -> bool:
-        running = {c.labels.get("com.docker.compose.service") for c in self._containers() if c.status == "running"}
-        return set(NODES) <= running
 
     # --- lifecycle -----------------------------------------------------
     def build(self) -> str:

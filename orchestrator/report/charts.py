@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -26,16 +26,6 @@ DPI = 100
 POOL_ORDER = {"thread": 0, "process": 1}
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 WAIT, TRANSFER, FAILED = "#b0b0b0", "#1f77b4", "#d62728"
-
-
-@dataclass(frozen=True)
-class Chart:
-    """A PNG written for the report."""
-
-    name: str  # file name, e.g. "throughput-per-client.png"
-    title: str
-    caption: str
-    path: Path
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -95,8 +85,7 @@ def metric_grid(
         return None
     pools = _pools(cells)
     rows = sorted(series)
-    figure = Figure(figsize=(5.2 * len(pools) + 0.8, 3.4 * len(rows) + 1.0), layout="constrained")
-    grid = figure.subplots(len(rows), len(pools), squeeze=False, sharey="row")
+    figure, grid = _series_grid(len(rows), pools, row_height=3.4)
     workers = sorted({c.workers for c in cells})
     colour = {w: COLOURS[i % len(COLOURS)] for i, w in enumerate(workers)}
     for r, key in enumerate(rows):
@@ -121,6 +110,12 @@ def metric_grid(
         grid[r][0].set_ylim(0, top * 1.08 if top > 0 else 1.0)  # the row shares its y axis
     figure.suptitle(title, fontsize=12)
     return _save(figure, path)
+
+
+def _series_grid(rows: int, pools: Sequence[str], row_height: float) -> tuple[Figure, Any]:
+    """A figure with one row of panels per series and one column per pool; each row shares its y axis."""
+    figure = Figure(figsize=(5.2 * len(pools) + 0.8, row_height * rows + 1.1), layout="constrained")
+    return figure, figure.subplots(rows, len(pools), squeeze=False, sharey="row")
 
 
 def _client_seconds(clients: Sequence[Mapping[str, str]]) -> dict[str, list[float]]:
@@ -148,8 +143,7 @@ def time_distribution(cells: Sequence[Cell], clients: Sequence[Mapping[str, str]
         return None
     pools = _pools(cells)
     rows = sorted(data)
-    figure = Figure(figsize=(5.2 * len(pools) + 0.8, 3.6 * len(rows) + 1.2), layout="constrained")
-    grid = figure.subplots(len(rows), len(pools), squeeze=False, sharey="row")
+    figure, grid = _series_grid(len(rows), pools, row_height=3.6)
     for r, key in enumerate(rows):
         everything = [v for boxes in data[key].values() for _, values in boxes for v in values]
         for p, pool in enumerate(pools):

@@ -167,8 +167,3 @@ def parse_cells(rows: Sequence[Row], source: str = "summary.csv") -> list[Cell]:
             )
         )
     return cells
-
-
-def axis_values(cells: Sequence[Cell], attribute: str) -> list[object]:
-    """The distinct values of one attribute, sorted."""
-    return sorted({getattr(cell, attribute) for cell in cells})  # type: ignore[type-var]
