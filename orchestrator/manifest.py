@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.settings import DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE, NODE_IMAGE
+from orchestrator.settings import DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE
 
 if TYPE_CHECKING:
     from orchestrator.nodes import Lab
@@ -156,14 +156,14 @@ def gather_environment(lab: Lab) -> dict[str, Any]:
         "compose": _compose(errors),
         "host": _host(errors),
         "images": {
-            "node": _image(lab, NODE_IMAGE, errors, "node"),
+            "node": _image(lab, lab.settings.image, errors, "node"),
             "base": _image(lab, base, errors, "base"),
         },
         "git": _git(errors),
         "lab": {
             "project": lab.settings.project,
-            "network": lab.settings.env.get("PROGJAR_NETWORK", "progjar-network"),
-            "subnet": f"{lab.settings.net_prefix}.0/24",
+            "network": lab.settings.network,
+            "subnet": lab.settings.subnet,
         },
         "unavailable": errors,
     }

@@ -1,7 +1,9 @@
 """Lab settings: the project's ``.env`` file overridden by the environment.
 
 Compose reads the same ``.env``, so ``docker compose up`` by hand and
-``orchestrate.py`` always agree on the project name and the addresses.
+``orchestrate.py`` always agree on the project name and the addresses. The
+file is parsed by python-dotenv, as Compose v1 does and with the same rules as
+Compose v2 (``VAR=VAL # note`` is ``VAL``; quotes, ``export`` and escapes too).
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 DEFAULT_PROJECT = "progjar-lab"
 DEFAULT_NET_PREFIX = "172.16.16"
 DEFAULT_BASE_IMAGE = "python:3.12-slim"
 LOCAL_BASE_IMAGE = "progjar-base:bookworm"
-NODE_IMAGE = "progjar-node:latest"
+NODE_IMAGE = "progjar-node:latest"  # default of PROGJAR_IMAGE
+DEFAULT_NETWORK = "progjar-network"
 NODES = ("alpine-1", "alpine-2", "alpine-3")
 SERVER_NODE = "alpine-1"
 CLIENT_NODE = "alpine-2"
@@ -23,20 +28,9 @@ SERVER_PORT = 8889  # the streaming dialect
 JSON_PORT = 6666  # the course's JSON protocol
 
 
-def parse_env_file(text: str) -> dict[str, str]:
-    """Parse ``KEY=VALUE`` lines as Compose does for the simple cases we use."""
-    values: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        key = key.strip().removeprefix("export ").strip()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
-    return values
+def parse_env_file(path: Path) -> dict[str, str]:
+    """The variables of an ``.env`` file, read as Compose reads them (a key without ``=`` is skipped)."""
+    return {key: value for key, value in dotenv_values(path, encoding="utf-8").items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -53,12 +47,26 @@ class Settings:
     def server_ip(self) -> str:
         return f"{self.net_prefix}.101"
 
+    @property
+    def subnet(self) -> str:
+        return f"{self.net_prefix}.0/24"
+
+    @property
+    def network(self) -> str:
+        """Name of the lab's bridge network (as docker-compose.yml names it)."""
+        return self.env.get("PROGJAR_NETWORK") or DEFAULT_NETWORK
+
+    @property
+    def image(self) -> str:
+        """Tag of the node image (as docker-compose.yml names it)."""
+        return self.env.get("PROGJAR_IMAGE") or NODE_IMAGE
+
 
 def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Settings:
     """Settings for the lab in ``root``: ``.env`` first, the environment wins."""
     environ = os.environ if environ is None else environ
     env_file = root / ".env"
-    merged = parse_env_file(env_file.read_text()) if env_file.is_file() else {}
+    merged = parse_env_file(env_file) if env_file.is_file() else {}
     merged.update(environ)
     return Settings(
         root=root,
