@@ -31,7 +31,7 @@ from pathlib import Path
 
 from orchestrator.bench import render_bench, run_bench
 from orchestrator.compare import compare_runs, comparison_blocks, write_comparison
-from orchestrator.errors import LabError, MatrixError
+from orchestrator.errors import LabError, MatrixError, UsageError
 from orchestrator.manifest import write_manifest
 from orchestrator.matrix import Matrix, load_matrix, parse_matrix, plan_cells
 from orchestrator.nodes import Lab
@@ -39,7 +39,16 @@ from orchestrator.report import ReportError, build_report
 from orchestrator.report.catalog import list_runs, render_runs
 from orchestrator.report.load import find_run, load_run
 from orchestrator.report.render import to_markdown
-from orchestrator.results import EXPERIMENTS, RunFolder, RunState, new_run_id, write_csv
+from orchestrator.results import (
+    EXPERIMENTS,
+    LANGUAGES,
+    RUN_ID,
+    RunFolder,
+    RunState,
+    check_run_id,
+    new_run_id,
+    write_csv,
+)
 from orchestrator.runner import run_tcp
 from orchestrator.settings import load_settings
 from orchestrator.summary import SEED_HEADERS_ID, render_table, seed_csv_tables
@@ -64,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shuffle", action="store_true", help="run the cells in random order (seed is recorded)")
     parser.add_argument("--seed", type=int, help="seed for --shuffle (default: random)")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run without redoing its cells")
-    parser.add_argument("--lang", choices=["en", "id"], default="en", help="table headers: en, or id (course report)")
+    parser.add_argument("--lang", choices=LANGUAGES, help="table headers: en (default), or id (course report)")
     parser.add_argument(
         "--keep-downloads", action="store_true", help="keep downloaded files (default: verify, discard)"
     )
@@ -85,11 +94,18 @@ def _plan(args: argparse.Namespace, folder: RunFolder) -> tuple[Matrix, RunState
     """The matrix and run state: new from the arguments, or stored in the run folder for --resume."""
     if args.resume:
         state = folder.load_state()
+        if args.lang and args.lang != state.lang:
+            raise UsageError(f"--lang {args.lang}: run {folder.run_id} was started with --lang {state.lang}")
+        if args.keep_downloads and not state.keep_downloads:
+            raise UsageError(f"--keep-downloads: run {folder.run_id} was started without it")
         matrix = parse_matrix(folder.matrix_data(), state.matrix)
         return matrix, state
     matrix = load_matrix(args.matrix, ROOT / "matrices")
     seed = (args.seed if args.seed is not None else random.randrange(2**31)) if args.shuffle else None
-    state = RunState(folder.run_id, args.matrix, args.experiment, args.repeat, seed, "running", time.time())
+    state = RunState(
+        folder.run_id, args.matrix, args.experiment, args.repeat, seed, "running", time.time(),
+        lang=args.lang or "en", keep_downloads=args.keep_downloads,
+    )  # fmt: skip
     return matrix, state
 
 
@@ -108,9 +124,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise MatrixError("--repeat must be at least 1")
     if args.resume:
-        folder = RunFolder(args.results, args.resume)
+        folder = RunFolder(args.results, check_run_id(args.resume, "--resume"))
     else:
-        folder = RunFolder(args.results, args.run_id or new_run_id(Path(args.matrix).stem))
+        folder = RunFolder(
+            args.results, check_run_id(args.run_id) if args.run_id else new_run_id(Path(args.matrix).stem)
+        )
     if not args.resume and folder.path.exists():
         raise LabError(f"{folder.path} already exists; choose another --run-id or --resume {folder.run_id}")
     matrix, state = _plan(args, folder)  # the matrix is validated before Docker is touched
@@ -136,12 +154,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = [f"# Run {folder.run_id}: matrix {matrix.name}\n"]
     try:
         if tcp_cells:
-            new = run_tcp(lab, folder, todo, say, finished=len(done_ids), keep_downloads=args.keep_downloads)
+            new = run_tcp(lab, folder, todo, say, finished=len(done_ids), keep_downloads=state.keep_downloads)
             summaries = [*finished, *new]
-            table = render_table(summaries, lang=args.lang)
+            table = render_table(summaries, lang=state.lang)
             report.append(f"## TCP file server\n\n{table}\n")
             print(table)
-            if args.lang == "id":
+            if state.lang == "id":
                 for name, rows in seed_csv_tables(summaries).items():
                     write_csv(folder.path / name, SEED_HEADERS_ID, rows)
             failed += sum(int(s["clients_failed"]) + int(s["server_failed"]) for s in summaries)  # type: ignore[call-overload]
@@ -181,7 +199,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the machine's limits and the server's goodput against them."""
     say = _say(args)
-    folder = RunFolder(args.results, args.run_id or new_run_id("bench"))
+    folder = RunFolder(args.results, check_run_id(args.run_id) if args.run_id else new_run_id("bench"))
     if folder.path.exists():
         raise LabError(f"{folder.path} already exists; choose another --run-id")
     lab = Lab(load_settings(ROOT), say)
@@ -214,10 +232,19 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_targets(targets: list[str]) -> None:
+    """Each stored run is given by id (a safe name) or by the path of a run folder; else bad usage."""
+    for target in targets:
+        given = Path(target)
+        if not RUN_ID.fullmatch(target) and not ((given / "run.json").is_file() or (given / "summary.csv").is_file()):
+            check_run_id(target, "RUN_ID")  # neither: say what a run id may be
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Regenerate report.md, report.html and charts of stored runs from their CSV files (no Docker)."""
     if not args.targets:
         raise ReportError("report needs a run id: python orchestrate.py report RUN_ID (list shows the runs)")
+    _check_targets(args.targets)
     for run_id in args.targets:
         print(f"report: {build_report(find_run(args.results, run_id))}")
     return 0
@@ -227,6 +254,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Cell-by-cell differences of two stored runs: a table, a chart and a CSV file."""
     if len(args.targets) != 2:
         raise ReportError("compare needs two run ids: python orchestrate.py compare RUN_A RUN_B")
+    _check_targets(args.targets)
     run_a, run_b = (load_run(find_run(args.results, run_id)) for run_id in args.targets)
     comparison = compare_runs(run_a, run_b)
     path = write_comparison(comparison, run_a.path / f"compare-{run_b.run_id}")

@@ -27,3 +27,9 @@ class MatrixError(LabError):
     """An experiment matrix file is missing or invalid."""
 
     exit_code = 2
+
+
+class UsageError(LabError):
+    """A bad command-line value (for example an unsafe run id)."""
+
+    exit_code = 2

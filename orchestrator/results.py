@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -30,12 +31,16 @@ import yaml
 from app.csvlog import CsvLog
 from app.fileserver import OUTCOME_FIELDS
 from app.stress_client import ROW_FIELDS
-from orchestrator.errors import LabError
+from orchestrator.errors import LabError, UsageError
 from orchestrator.matrix import Matrix, TcpCell, UdpCell
 from orchestrator.summary import SUMMARY_FIELDS
 
 CONTAINER_RESULTS = "/results"
 EXPERIMENTS = ("all", "tcp", "udp")
+LANGUAGES = ("en", "id")
+# A run id names a folder on the host and in the nodes (where `rm -rf` clears a cell): letters,
+# digits, '.', '_' and '-', not starting with '.', so never a path, a hidden name, '.' or '..'.
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MERGED_FIELDS = {
     "clients.csv": ["cell_id", *ROW_FIELDS],
     "server.csv": ["cell_id", "cell", *OUTCOME_FIELDS],
@@ -48,6 +53,16 @@ def new_run_id(matrix_name: str, now: float | None = None) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in matrix_name)[:40]
     return f"{stamp}-{safe}"
+
+
+def check_run_id(run_id: str, option: str = "--run-id") -> str:
+    """``run_id`` if it is a safe folder name, else UsageError (exit 2) saying what is allowed."""
+    if not RUN_ID.fullmatch(run_id):
+        raise UsageError(
+            f"{option}: {run_id!r} is not a valid run id: use 1-128 letters, digits, '.', '_' or '-', "
+            "not starting with '.'"
+        )
+    return run_id
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -70,7 +85,10 @@ def write_csv(path: Path, fields: Sequence[str], rows: Sequence[Mapping[str, obj
 
 @dataclass
 class RunState:
-    """What ``--resume`` needs to plan the same cells in the same order."""
+    """How the run was asked for: what ``--resume`` needs to finish it the same way.
+
+    Keys added later have defaults, so a ``run.json`` written before them still resumes.
+    """
 
     run_id: str
     matrix: str  # as given on the command line
@@ -80,13 +98,15 @@ class RunState:
     status: str  # running | interrupted | finished | failed
     started: float
     finished: float | None = None
+    lang: str = "en"  # --lang: headers of the tables, and laporan-*.csv with "id"
+    keep_downloads: bool = False  # --keep-downloads
 
 
 class RunFolder:
     """Paths and files of one run's results, on the host and in the nodes."""
 
     def __init__(self, results_root: Path, run_id: str) -> None:
-        self.run_id = run_id
+        self.run_id = check_run_id(run_id)
         self.path = results_root / run_id
         self.container_path = f"{CONTAINER_RESULTS}/{run_id}"
 
@@ -108,8 +128,17 @@ class RunFolder:
             raise LabError(f"no run to resume at {self.path} (run.json is missing)") from None
         except (ValueError, TypeError) as exc:
             raise LabError(f"{self.path / 'run.json'} is damaged: {exc}") from None
-        if state.experiment not in EXPERIMENTS or not isinstance(state.repeat, int) or state.repeat < 1:
-            details = f"experiment {state.experiment!r}, repeat {state.repeat!r}"
+        if (
+            state.experiment not in EXPERIMENTS
+            or not isinstance(state.repeat, int)
+            or state.repeat < 1
+            or state.lang not in LANGUAGES
+            or not isinstance(state.keep_downloads, bool)
+        ):
+            details = (
+                f"experiment {state.experiment!r}, repeat {state.repeat!r}, lang {state.lang!r}, "
+                f"keep_downloads {state.keep_downloads!r}"
+            )
             raise LabError(f"{self.path / 'run.json'} is damaged: {details}")
         return state
 

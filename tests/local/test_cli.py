@@ -1,9 +1,12 @@
 """The orchestrator's command line on bad input: a clear message and an exit code, never a traceback."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,3 +51,37 @@ def test_unreachable_docker_engine(tmp_path):
 def test_help_lists_exit_codes():
     done = orchestrate("--help")
     assert done.returncode == 0 and "Exit codes" in done.stdout
+
+
+NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/no-docker.sock"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--run-id", "../../escape"],
+        ["--run-id", "x; rm -rf /"],
+        ["--resume", "../other"],
+        ["bench", "--run-id", "/abs"],
+        ["report", ".."],
+        ["compare", "a", "../../etc"],
+    ],
+)
+def test_unsafe_run_ids_are_bad_usage_before_docker(tmp_path, args):
+    (tmp_path / "results").mkdir()
+    done = orchestrate(*args, "--results", str(tmp_path / "results"), env=NO_DOCKER)
+    assert done.returncode == 2, done.stderr
+    assert "not a valid run id" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "escape").exists()
+
+
+def test_resume_refuses_a_language_other_than_the_runs(tmp_path):
+    run = tmp_path / "r1"
+    run.mkdir()
+    state = {"run_id": "r1", "matrix": "quick", "experiment": "all", "repeat": 1, "shuffle_seed": None,
+             "status": "interrupted", "started": 0.0, "lang": "id"}  # fmt: skip
+    (run / "run.json").write_text(json.dumps(state))
+    done = orchestrate("--resume", "r1", "--lang", "en", "--results", str(tmp_path), env=NO_DOCKER)
+    assert done.returncode == 2, done.stderr
+    assert "was started with --lang id" in done.stderr

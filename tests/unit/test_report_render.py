@@ -15,6 +15,7 @@ from orchestrator.manifest import (
 )
 from orchestrator.report.render import Bullets, Figure, Heading, Paragraph, Pre, simple_table, to_html, to_markdown
 from orchestrator.results import RunFolder, RunState
+from orchestrator.settings import Settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 BLOCKS = [
@@ -89,7 +90,7 @@ class Refusing:
 
 
 def test_write_manifest_never_fails_a_run(tmp_path):
-    settings = SimpleNamespace(base_image="python:3.12-slim", project="p", env={}, net_prefix="172.16.99")
+    settings = Settings(tmp_path, project="p", net_prefix="172.16.99", base_image="python:3.12-slim", env={})
     lab = SimpleNamespace(client=Refusing(), compose=SimpleNamespace(base_image=""), settings=settings)
     environment = gather_environment(lab)
     assert environment["docker"]["engine"] is None

@@ -1,10 +1,11 @@
+import json
 from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import LabError
+from orchestrator.errors import LabError, UsageError
 from orchestrator.matrix import parse_matrix
-from orchestrator.results import RunFolder, RunState, new_run_id, read_csv
+from orchestrator.results import RunFolder, RunState, check_run_id, new_run_id, read_csv
 
 MATRIX = parse_matrix(
     {"tcp": {"operations": "upload", "volumes": "1MiB", "clients": 2, "server_workers": 1, "server_pools": "thread"}},
@@ -48,3 +49,41 @@ def test_rows_of_a_cut_off_cell_are_dropped(tmp_path):
 
 def test_run_ids_are_safe_folder_names():
     assert new_run_id("my matrix/../x", now=0).endswith("-my-matrix----x")
+
+
+def test_state_keeps_how_the_run_was_asked_for(tmp_path):
+    folder = RunFolder(tmp_path, "run-2")
+    folder.create(MATRIX, RunState("run-2", "m.yaml", "all", 1, None, "running", 0.0, lang="id", keep_downloads=True))
+    state = folder.load_state()
+    assert (state.lang, state.keep_downloads) == ("id", True)
+
+
+def test_state_written_before_lang_and_keep_downloads_resumes_with_defaults(tmp_path):
+    folder = make_folder(tmp_path)
+    old = {"run_id": "run-1", "matrix": "m.yaml", "experiment": "all", "repeat": 1, "shuffle_seed": None,
+           "status": "interrupted", "started": 0.0, "finished": None}  # fmt: skip
+    (folder.path / "run.json").write_text(json.dumps(old))
+    state = folder.load_state()
+    assert (state.lang, state.keep_downloads, state.status) == ("en", False, "interrupted")
+
+
+def test_unknown_language_in_state_is_damage(tmp_path):
+    folder = make_folder(tmp_path)
+    data = json.loads((folder.path / "run.json").read_text())
+    (folder.path / "run.json").write_text(json.dumps({**data, "lang": "fr"}))
+    with pytest.raises(LabError, match=r"damaged.*'fr'"):
+        folder.load_state()
+
+
+@pytest.mark.parametrize("run_id", ["../x", "..", ".", "a/b", "/tmp/x", ".hidden", "a b", "x;rm", "", "é", "a" * 129])
+def test_unsafe_run_ids_are_refused(tmp_path, run_id):
+    with pytest.raises(UsageError, match="not a valid run id") as info:
+        check_run_id(run_id)
+    assert info.value.exit_code == 2
+    with pytest.raises(UsageError):
+        RunFolder(tmp_path, run_id)
+
+
+@pytest.mark.parametrize("run_id", ["20261121-093000-quick", "my.run_2", "A", "a" * 128])
+def test_safe_run_ids_are_accepted(run_id):
+    assert check_run_id(run_id) == run_id
