@@ -8,7 +8,6 @@ named them. Everything the runner needs from Docker goes through ``Lab``.
 
 from __future__ import annotations
 
-import io
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from orchestrator.archive import ArchiveError, extract_stream
 from orchestrator.compose import Compose
 from orchestrator.errors import DockerUnavailable, NodeError
 from orchestrator.images import resolve_base_image
@@ -84,15 +84,18 @@ class Node:
         return result.output
 
     def fetch(self, path: str, dest: Path) -> None:
-        """Copy the folder ``path`` out of the node into ``dest`` (created)."""
+        """Copy the folder ``path`` out of the node into ``dest`` (created), as a stream."""
         try:
             stream, _ = self.container.get_archive(path)
+            extract_stream(stream, dest)
         except docker.errors.NotFound:
             raise NodeError(f"{self.name}: {path} does not exist") from None
-        data = io.BytesIO(b"".join(stream))
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=data) as archive:
-            archive.extractall(dest, filter="data")
+        except docker.errors.APIError as exc:
+            raise NodeError(f"{self.name}: cannot copy {path}: {exc.explanation or exc}") from None
+        except (ArchiveError, tarfile.TarError) as exc:
+            raise NodeError(f"{self.name}: refused to unpack {path}: {exc}") from None
+        except OSError as exc:  # the host's disk is full, or the engine went away mid-copy
+            raise NodeError(f"{self.name}: cannot copy {path} to {dest}: {exc.strerror or exc}") from None
 
     def logs(self, lines: int = 20) -> str:
         return self.container.logs(tail=lines).decode("utf-8", "replace")

@@ -11,10 +11,12 @@ interrupted run resumes cleanly (see ``cli.py --resume``).
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from app.sizes import format_size
 from orchestrator.errors import LabError
@@ -98,16 +100,32 @@ def disk_needed(cell: TcpCell, keep_downloads: bool = False) -> int:
     return cell.volume * (2 + (cell.clients if keep_downloads else 0))
 
 
-def check_disk(lab: Lab, cell: TcpCell, keep_downloads: bool) -> None:
-    """Refuse to start a cell that would fill the disk, with a clear message."""
-    need = disk_needed(cell, keep_downloads) + DISK_MARGIN
+def host_disk_needed(cell: TcpCell, keep_downloads: bool = False) -> int:
+    """Bytes the host's results folder receives from a cell: its CSV files, and kept downloads."""
+    return cell.volume * cell.clients if keep_downloads and cell.op == "download" else 0
+
+
+def disk_problem(cell: TcpCell, keep_downloads: bool, docker_free: int, host_free: int) -> str | None:
+    """Why a cell would fill a disk (Docker's storage, or the host's copy of the results), or None."""
+    for where, need, free in (
+        ("Docker's storage", disk_needed(cell, keep_downloads), docker_free),
+        ("the results folder's disk", host_disk_needed(cell, keep_downloads), host_free),
+    ):
+        if free < need + DISK_MARGIN:
+            return (
+                f"cell {cell.id} needs about {format_size(need + DISK_MARGIN)} of free disk in {where} "
+                f"but only {format_size(free)} is free. Free some space or use smaller volumes or fewer clients."
+            )
+    return None
+
+
+def check_disk(lab: Lab, cell: TcpCell, keep_downloads: bool, host_dir: Path) -> None:
+    """Refuse to start a cell that would fill a disk, with a clear message."""
     statvfs = "import os; s = os.statvfs('/srv/files'); print(s.f_bavail * s.f_frsize)"
-    free = int(lab.node(SERVER_NODE).check(["python", "-c", statvfs]).strip())
-    if free < need:
-        raise LabError(
-            f"cell {cell.id} needs about {format_size(need)} of free disk in Docker's storage "
-            f"but only {format_size(free)} is free. Free some space or use smaller volumes or fewer clients."
-        )
+    docker_free = int(lab.node(SERVER_NODE).check(["python", "-c", statvfs]).strip())
+    problem = disk_problem(cell, keep_downloads, docker_free, shutil.disk_usage(host_dir).free)
+    if problem:
+        raise LabError(problem)
 
 
 def stop_stray_processes(lab: Lab) -> None:
@@ -123,7 +141,7 @@ def run_tcp_cell(lab: Lab, folder: RunFolder, cell: TcpCell, keep_downloads: boo
     client.check(["rm", "-rf", remote])  # a cell interrupted earlier starts afresh
     client.check(["mkdir", "-p", remote])
     lab.restart_server(cell.server_pool, cell.server_workers, f"{remote}/server.csv", cell.server_idle_timeout)
-    check_disk(lab, cell, keep_downloads)
+    check_disk(lab, cell, keep_downloads, folder.path)
     server = lab.node(SERVER_NODE)
     if cell.op == "download":  # the file to download: same generator, same bytes as the client's reference
         server.check(["python", "-m", "app.genfile", "--size", str(cell.volume), "--dir", "/srv/files", "--verify"])
