@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import docker.errors
+
 from orchestrator.bench import render_bench, run_bench
 from orchestrator.compare import compare_runs, comparison_blocks, write_comparison
 from orchestrator.errors import LabError, MatrixError, UsageError
@@ -57,6 +59,17 @@ from orchestrator.udp_summary import count_failures, render_udp_table
 
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_FAILED_TRANSFERS = 3
+
+
+# What can stop a run midway: the lab's own errors, the Docker engine's, and the host's
+# (OSError covers a full disk and a lost connection to the engine, which the docker SDK raises as OSError).
+RUN_ERRORS = (LabError, docker.errors.DockerException, OSError)
+
+
+def one_line(exc: BaseException) -> str:
+    """An unexpected error as one line: what failed and why, no traceback."""
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, LabError) else f"{type(exc).__name__}: {text}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,16 +182,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             report.append(f"## UDP sender to two receivers\n\n{table}\n")
             print(f"\n{table}")
             failed += count_failures(udp_rows)
+        (folder.path / "summary.md").write_text("\n".join(report))
+        _record(lab, folder, state, "finished")
     except KeyboardInterrupt:
         _record(lab, folder, state, "interrupted")
         print(f"\nresume with: python orchestrate.py --resume {folder.run_id}", file=sys.stderr)
         raise
-    except LabError:
-        _record(lab, folder, state, "failed")
+    except RUN_ERRORS:
+        try:
+            _record(lab, folder, state, "failed")
+        except RUN_ERRORS as exc:  # e.g. the host's disk is full: the error that stopped the run comes first
+            print(f"warning: could not record the run's status: {one_line(exc)}", file=sys.stderr)
         print(f"resume with: python orchestrate.py --resume {folder.run_id}", file=sys.stderr)
         raise
-    _record(lab, folder, state, "finished")
-    (folder.path / "summary.md").write_text("\n".join(report))
     wall = time.monotonic() - started
     print(f"\n{len(todo) + len(udp_cells)} cells in {wall:.0f} s; results in {folder.path}")
     try:
@@ -291,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (docker.errors.DockerException, OSError) as exc:  # the engine or the host failed under us
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

@@ -9,6 +9,7 @@ named them. Everything the runner needs from Docker goes through ``Lab``.
 from __future__ import annotations
 
 import tarfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,8 +30,9 @@ Say = Callable[[str], None]
 
 @dataclass(frozen=True)
 class ExecResult:
-    exit_code: int
+    exit_code: int | None  # None: the container stopped before the command ended
     output: str
+    timed_out: bool = False  # stopped by its time limit (only when the caller allowed it)
 
 
 class Node:
@@ -46,14 +48,17 @@ class Node:
         command: Sequence[str],
         time_limit: float = 600,
         on_line: Callable[[str], None] | None = None,
+        limit_ok: bool = False,
     ) -> ExecResult:
         """Run ``command`` in the node and wait for it; ``on_line`` sees output as it comes.
 
         The command runs under coreutils ``timeout``, so it stops by itself
-        after ``time_limit`` seconds even if the orchestrator is gone.
+        after ``time_limit`` seconds even if the orchestrator is gone. Being
+        stopped so is a NodeError, or with ``limit_ok`` a result with ``timed_out``.
         """
         bounded = ["timeout", "-k", "5", f"{time_limit:g}", *command]
         api = self._client.api
+        started = time.monotonic()
         try:
             exec_id = api.exec_create(self.container.id, bounded, workdir="/opt/progjar")["Id"]
             chunks: list[str] = []
@@ -71,9 +76,11 @@ class Node:
             exit_code = api.exec_inspect(exec_id)["ExitCode"]
         except docker.errors.APIError as exc:
             raise NodeError(f"{self.name}: cannot run {' '.join(command)}: {exc.explanation or exc}") from None
-        if exit_code == 124:
+        # timeout(1) exits 124 when its TERM worked, 128 + 9 when it had to KILL too.
+        timed_out = exit_code == 124 or (exit_code == 137 and time.monotonic() - started >= time_limit)
+        if timed_out and not limit_ok:
             raise NodeError(f"{self.name}: `{' '.join(command)}` was stopped after {time_limit:g}s")
-        return ExecResult(exit_code, "".join(chunks))
+        return ExecResult(exit_code, "".join(chunks), timed_out)
 
     def check(self, command: Sequence[str], time_limit: float = 600) -> str:
         """Run ``command``; raise NodeError unless it exits 0. Returns its output."""
@@ -96,6 +103,15 @@ class Node:
             raise NodeError(f"{self.name}: refused to unpack {path}: {exc}") from None
         except OSError as exc:  # the host's disk is full, or the engine went away mid-copy
             raise NodeError(f"{self.name}: cannot copy {path} to {dest}: {exc.strerror or exc}") from None
+
+    def stop(self, timeout: float = 15) -> None:
+        """Stop the container (a stopped one stays stopped); NodeError if Docker refuses or it is gone."""
+        try:
+            self.container.stop(timeout=timeout)
+        except docker.errors.NotFound:
+            raise NodeError(f"{self.name} was removed while the cell ran (start the lab again to go on)") from None
+        except docker.errors.APIError as exc:
+            raise NodeError(f"{self.name}: cannot stop it: {exc.explanation or exc}") from None
 
     def logs(self, lines: int = 20) -> str:
         return self.container.logs(tail=lines).decode("utf-8", "replace")

@@ -21,7 +21,7 @@ from pathlib import Path
 from app.sizes import format_size
 from orchestrator.errors import LabError
 from orchestrator.matrix import TcpCell
-from orchestrator.nodes import Lab
+from orchestrator.nodes import ExecResult, Lab
 from orchestrator.results import RunFolder, read_csv
 from orchestrator.settings import CLIENT_NODE, JSON_PORT, SERVER_NODE, SERVER_PORT
 from orchestrator.summary import summarize_cell
@@ -29,6 +29,7 @@ from orchestrator.telemetry import sampling
 
 STRESS_EXIT_OK = (0, 3)  # 3: the client ran, and some transfers failed (they are in its CSV)
 DISK_MARGIN = 256 * 2**20  # keep this much free beyond what a cell needs
+CLIENT_BACKSTOP = 120  # seconds beyond the transfers' deadline before the stress client is killed
 
 
 def _clock(seconds: float) -> str:
@@ -76,8 +77,20 @@ class Progress:
         )
 
 
-def _missing_rows(cell: TcpCell, rows: list[dict[str, str]], reason: str) -> list[dict[str, str]]:
-    """A failed row for every client the stress client did not report (it crashed)."""
+def client_failure(result: ExecResult, time_limit: float) -> str | None:
+    """Why the stress client as a whole failed (its rows may be missing), or None if it ran to its end."""
+    if result.timed_out:
+        return f"killed after deadline ({time_limit:g}s)"
+    if result.exit_code in STRESS_EXIT_OK:
+        return None
+    if result.exit_code is None:
+        return "the client container stopped while the stress client ran"
+    tail = result.output.strip().splitlines()[-1:] or [""]
+    return f"stress client exited {result.exit_code}: {tail[0][:200]}"
+
+
+def missing_rows(cell: TcpCell, rows: list[dict[str, str]], reason: str) -> list[dict[str, str]]:
+    """A failed row, with ``reason``, for every client that wrote none (the stress client died or was killed)."""
     seen = {row.get("client") for row in rows}
     now = f"{time.time():.6f}"
     labels = {
@@ -158,15 +171,16 @@ def run_tcp_cell(lab: Lab, folder: RunFolder, cell: TcpCell, keep_downloads: boo
     if keep_downloads and cell.op == "download":
         command += ["--keep", f"{remote}/downloads"]
     containers = {"server": server.container.id, "client": client.container.id}
+    backstop = cell.timeout + CLIENT_BACKSTOP
     with sampling(lab.client, containers) as samples:
         # Bounded: every transfer has its own deadline; this is the backstop.
-        result = client.exec(command, time_limit=cell.timeout + 120)
-    server.container.stop(timeout=15)  # flushes the last outcome rows
+        result = client.exec(command, time_limit=backstop, limit_ok=True)
+    server.stop()  # flushes the last outcome rows
     client.fetch(remote, folder.cell_dir(cell).parent)
     client_rows = read_csv(folder.cell_dir(cell) / "clients.csv")
-    if result.exit_code not in STRESS_EXIT_OK or len(client_rows) < cell.clients:
-        tail = result.output.strip().splitlines()[-1:] or [""]
-        client_rows += _missing_rows(cell, client_rows, f"stress client exited {result.exit_code}: {tail[0][:200]}")
+    cause = client_failure(result, backstop)
+    if cause or len(client_rows) < cell.clients:
+        client_rows += missing_rows(cell, client_rows, cause or "the stress client wrote no row for this client")
     server_rows = [{"cell": str(cell.number), **row} for row in read_csv(folder.cell_dir(cell) / "server.csv")]
     telemetry = {**samples["server"].summary("server"), **samples["client"].summary("client")}
     summary = summarize_cell(cell, client_rows, server_rows, telemetry)

@@ -1,7 +1,8 @@
 """The runner's pure decisions: disk space per cell, rows for clients that never reported."""
 
 from orchestrator.matrix import TcpCell
-from orchestrator.runner import DISK_MARGIN, disk_problem
+from orchestrator.nodes import ExecResult
+from orchestrator.runner import DISK_MARGIN, client_failure, disk_problem, missing_rows
 
 MiB = 2**20
 DOWNLOAD = TcpCell(number=1, op="download", volume=100 * MiB, clients=5, server_workers=1, server_pool="thread")
@@ -24,3 +25,21 @@ def test_enough_room_everywhere_is_no_problem():
     need = 5 * 100 * MiB + DISK_MARGIN
     assert disk_problem(DOWNLOAD, True, PLENTY, need) is None
     assert disk_problem(DOWNLOAD, True, PLENTY, need - 1) is not None
+
+
+def test_a_client_killed_at_the_backstop_is_a_failure_with_its_cause():
+    assert client_failure(ExecResult(124, "", timed_out=True), 720) == "killed after deadline (720s)"
+    assert client_failure(ExecResult(137, "", timed_out=True), 720) == "killed after deadline (720s)"
+    assert client_failure(ExecResult(None, ""), 720) == "the client container stopped while the stress client ran"
+    assert client_failure(ExecResult(1, "Traceback\nMemoryError"), 720) == "stress client exited 1: MemoryError"
+    assert client_failure(ExecResult(3, "2/3 uploads"), 720) is None
+    assert client_failure(ExecResult(0, ""), 720) is None
+
+
+def test_one_failed_row_per_client_that_wrote_none():
+    written = [{"client": "2", "status": "ok"}]
+    rows = missing_rows(DOWNLOAD, written, "killed after deadline (720s)")
+    assert [row["client"] for row in rows] == ["1", "3", "4", "5"]
+    assert {row["status"] for row in rows} == {"error"}
+    assert {row["error"] for row in rows} == {"killed after deadline (720s)"}
+    assert {row["op"] for row in rows} == {"download"} and {row["cell"] for row in rows} == {"1"}
