@@ -18,6 +18,7 @@ from pathlib import Path
 import docker
 import docker.errors
 from docker.models.containers import Container
+from docker.models.networks import Network
 
 from orchestrator.archive import ArchiveError, extract_stream
 from orchestrator.compose import Compose
@@ -164,12 +165,58 @@ class Lab:
     def up(self) -> None:
         """Build the node image and start (or update) every node, then wait for the server."""
         self.build()
+        changed = self.changed_settings()
+        if changed:
+            # Compose cannot move running containers to another subnet; it fails
+            # halfway and leaves renamed containers. Start from a clean slate
+            # (the volumes, with the results, stay).
+            self.say(f"the lab's settings changed ({changed}): recreating the lab")
+            self.remove_containers_and_networks()
         self.say("starting alpine-1, alpine-2, alpine-3")
         self.compose.up()
         self.wait_server_ready()
 
+    def _project_networks(self) -> list[Network]:
+        return self.client.networks.list(filters={"label": f"com.docker.compose.project={self.settings.project}"})
+
+    def changed_settings(self) -> str | None:
+        """How the existing lab differs from the settings (network name, subnet, node image), or None."""
+        settings = self.settings
+        for network in self._project_networks():
+            subnets = [config.get("Subnet") for config in (network.attrs.get("IPAM") or {}).get("Config") or []]
+            if network.name != settings.network:
+                return f"its network is {network.name}, the settings say {settings.network}"
+            if subnets != [settings.subnet]:
+                return f"network {network.name} is {', '.join(map(str, subnets))}, the settings say {settings.subnet}"
+        for container in self._containers():
+            image = container.attrs.get("Config", {}).get("Image")
+            if image != settings.image:
+                return f"{container.name} runs {image}, the settings say {settings.image}"
+        foreign = self.client.networks.list(names=[settings.network])
+        for network in foreign:
+            owner = (network.attrs.get("Labels") or {}).get("com.docker.compose.project")
+            if network.name == settings.network and owner != settings.project:
+                raise NodeError(
+                    f"a network named {settings.network} already exists and is not this lab's "
+                    f"(project {owner or 'none'}); set PROGJAR_NETWORK to another name"
+                )
+        return None
+
+    def remove_containers_and_networks(self) -> None:
+        """Remove the project's containers (renamed leftovers too) and networks; keep its volumes."""
+        try:
+            for container in self._containers():
+                container.remove(force=True)
+            for network in self._project_networks():
+                network.remove()
+        except docker.errors.APIError as exc:
+            raise NodeError(
+                f"cannot remove the old lab: {exc.explanation or exc}. Run `python orchestrate.py down` and try again"
+            ) from None
+
     def down(self) -> None:
         self.compose.down()
+        self.remove_containers_and_networks()  # left over from other settings, which Compose no longer sees
 
     def restart_server(self, pool: str, workers: int, outcomes: str, idle_timeout: float) -> None:
         """Recreate alpine-1 with a new pool mode and size, then wait until it accepts."""

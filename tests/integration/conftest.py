@@ -46,12 +46,14 @@ def lab() -> Iterator[Lab]:
         pytest.fail(f"the lab could not be brought up: {exc}")
 
 
-def orchestrate(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI against the test lab."""
+def orchestrate(
+    *args: str, timeout: float = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI against the test lab (``env``: more variables, or other values)."""
     return subprocess.run(
         [sys.executable, str(ROOT / "orchestrate.py"), *args],
         cwd=ROOT,
-        env={**os.environ, **TEST_ENV},
+        env={**os.environ, **TEST_ENV, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
