@@ -28,7 +28,8 @@ from orchestrator.summary import summarize_cell
 from orchestrator.telemetry import sampling
 
 STRESS_EXIT_OK = (0, 3)  # 3: the client ran, and some transfers failed (they are in its CSV)
-DISK_MARGIN = 256 * 2**20  # keep this much free beyond what a cell needs
+DISK_MARGIN = 256 * 2**20  # keep this much free beyond what a cell needs (an eighth of a smaller disk)
+DiskSpace = tuple[int, int]  # (free, total) bytes of one file system
 CLIENT_BACKSTOP = 120  # seconds beyond the transfers' deadline before the stress client is killed
 
 
@@ -118,15 +119,16 @@ def host_disk_needed(cell: TcpCell, keep_downloads: bool = False) -> int:
     return cell.volume * cell.clients if keep_downloads and cell.op == "download" else 0
 
 
-def disk_problem(cell: TcpCell, keep_downloads: bool, docker_free: int, host_free: int) -> str | None:
+def disk_problem(cell: TcpCell, keep_downloads: bool, docker: DiskSpace, host: DiskSpace) -> str | None:
     """Why a cell would fill a disk (Docker's storage, or the host's copy of the results), or None."""
-    for where, need, free in (
-        ("Docker's storage", disk_needed(cell, keep_downloads), docker_free),
-        ("the results folder's disk", host_disk_needed(cell, keep_downloads), host_free),
+    for where, need, (free, total) in (
+        ("Docker's storage", disk_needed(cell, keep_downloads), docker),
+        ("the results folder's disk", host_disk_needed(cell, keep_downloads), host),
     ):
-        if free < need + DISK_MARGIN:
+        need += min(DISK_MARGIN, total // 8)
+        if free < need:
             return (
-                f"cell {cell.id} needs about {format_size(need + DISK_MARGIN)} of free disk in {where} "
+                f"cell {cell.id} needs about {format_size(need)} of free disk in {where} "
                 f"but only {format_size(free)} is free. Free some space or use smaller volumes or fewer clients."
             )
     return None
@@ -134,9 +136,10 @@ def disk_problem(cell: TcpCell, keep_downloads: bool, docker_free: int, host_fre
 
 def check_disk(lab: Lab, cell: TcpCell, keep_downloads: bool, host_dir: Path) -> None:
     """Refuse to start a cell that would fill a disk, with a clear message."""
-    statvfs = "import os; s = os.statvfs('/srv/files'); print(s.f_bavail * s.f_frsize)"
-    docker_free = int(lab.node(SERVER_NODE).check(["python", "-c", statvfs]).strip())
-    problem = disk_problem(cell, keep_downloads, docker_free, shutil.disk_usage(host_dir).free)
+    statvfs = "import os; s = os.statvfs('/srv/files'); print(s.f_bavail * s.f_frsize, s.f_blocks * s.f_frsize)"
+    free, total = lab.node(SERVER_NODE).check(["python", "-c", statvfs]).split()
+    host = shutil.disk_usage(host_dir)
+    problem = disk_problem(cell, keep_downloads, (int(free), int(total)), (host.free, host.total))
     if problem:
         raise LabError(problem)
 

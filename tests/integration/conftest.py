@@ -60,6 +60,18 @@ def orchestrate(
     )
 
 
+def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start the real CLI against the test lab in the background (unbuffered, for its progress lines)."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "orchestrate.py"), *args],
+        cwd=ROOT,
+        env={**os.environ, **TEST_ENV, "PYTHONUNBUFFERED": "1", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def compose(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the real Compose CLI on the test project, as a student would."""
     return subprocess.run(

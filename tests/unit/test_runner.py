@@ -6,25 +6,33 @@ from orchestrator.runner import DISK_MARGIN, client_failure, disk_problem, missi
 
 MiB = 2**20
 DOWNLOAD = TcpCell(number=1, op="download", volume=100 * MiB, clients=5, server_workers=1, server_pool="thread")
-PLENTY = 100 * 2**30
+PLENTY = (100 * 2**30, 200 * 2**30)
+BIG_DISK = 100 * 2**30
 
 
 def test_kept_downloads_need_room_on_the_host_too():
-    host_free = 300 * MiB  # enough for the CSV files, not for 5 x 100 MiB of kept downloads
-    assert disk_problem(DOWNLOAD, False, PLENTY, host_free) is None
-    problem = disk_problem(DOWNLOAD, True, PLENTY, host_free)
+    host = (300 * MiB, BIG_DISK)  # enough for the CSV files, not for 5 x 100 MiB of kept downloads
+    assert disk_problem(DOWNLOAD, False, PLENTY, host) is None
+    problem = disk_problem(DOWNLOAD, True, PLENTY, host)
     assert problem is not None and "results folder's disk" in problem and "only 300MiB is free" in problem
 
 
 def test_docker_storage_is_still_checked():
-    problem = disk_problem(DOWNLOAD, False, 100 * MiB, PLENTY)
+    problem = disk_problem(DOWNLOAD, False, (100 * MiB, BIG_DISK), PLENTY)
     assert problem is not None and "Docker's storage" in problem
 
 
 def test_enough_room_everywhere_is_no_problem():
     need = 5 * 100 * MiB + DISK_MARGIN
-    assert disk_problem(DOWNLOAD, True, PLENTY, need) is None
-    assert disk_problem(DOWNLOAD, True, PLENTY, need - 1) is not None
+    assert disk_problem(DOWNLOAD, True, PLENTY, (need, BIG_DISK)) is None
+    assert disk_problem(DOWNLOAD, True, PLENTY, (need - 1, BIG_DISK)) is not None
+
+
+def test_a_small_dedicated_volume_keeps_an_eighth_free_not_256_mib():
+    upload = TcpCell(number=2, op="upload", volume=12 * MiB, clients=2, server_workers=2, server_pool="thread")
+    need = 12 * MiB * 4 + 16 * MiB + 12 * MiB  # temporary copies, stored file, sources; an eighth of 96 MiB
+    assert disk_problem(upload, False, (need, 96 * MiB), PLENTY) is None
+    assert disk_problem(upload, False, (need - 1, 96 * MiB), PLENTY) is not None
 
 
 def test_a_client_killed_at_the_backstop_is_a_failure_with_its_cause():
