@@ -177,7 +177,16 @@ def _upload(sock: socket.socket, job: Transfer, deadline: float) -> int:
     ok, text, _ = _read_reply(sock, deadline)
     if not ok:
         raise TransferError(f"server: {text}")
-    sent = len(header) + _send_base64(sock, job, deadline)
+    try:
+        sent = len(header) + _send_base64(sock, job, deadline)
+    except (BrokenPipeError, ConnectionResetError):
+        # The server refused the rest (e.g. its disk is full) and closed: its answer,
+        # if it is still in our buffer, is the cause worth recording.
+        try:
+            ok, text, _ = _read_reply(sock, min(deadline, time.monotonic() + 1))
+        except (OSError, TransferError):
+            raise ConnectionResetError("the server closed the connection during the upload") from None
+        raise TransferError(f"server: {text}") from None
     ok, text, _ = _read_reply(sock, deadline)
     if not ok:
         raise TransferError(f"server: {text}")
