@@ -119,7 +119,7 @@ def test_a_header_trickled_byte_by_byte_is_cut_at_the_timeout(server):
                 break
         assert (answer or slow.recv(100)) == b"ERROR Timeout waiting for client\r\n\r\n"
         assert time.monotonic() - started < 5
-    assert server.rows(1)[0]["error"] == "timeout: no complete request within 2s"
+    assert server.rows(1)[0]["error"] == "header-timeout: no complete request header within 2s"
 
 
 def _ready(sock: socket.socket) -> bytes:
