@@ -207,13 +207,12 @@ class Storage:
             if exc.errno in _NOT_FOUND_ERRNOS:
                 raise protocol.ProtocolError("File not found") from None
             raise StorageError(exc) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise protocol.ProtocolError("File not found")
         # The open descriptor keeps this version of the file even if an upload
         # replaces the name meanwhile: a download is never a mix of two versions.
-        file = open(fd, "rb")
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            file.close()
-            raise protocol.ProtocolError("File not found")
-        return file
+        return open(fd, "rb")
 
     def delete(self, name: str) -> None:
         """Remove a stored regular file, or raise ProtocolError."""
@@ -319,8 +318,8 @@ def describe_failure(exc: Exception, ctx: ServerContext) -> tuple[str, str | Non
     return f"connection error: {exc.strerror or exc}", None
 
 
-def too_large(size: int, limits: Limits) -> protocol.ProtocolError:
-    return protocol.ProtocolError(f"File too large: {size} bytes, the limit is {format_size(limits.max_upload)}")
+def too_large(limits: Limits) -> protocol.ProtocolError:
+    return protocol.ProtocolError(f"File too large: the limit is {format_size(limits.max_upload)}")
 
 
 # --- what a worker is handed ------------------------------------------------------
@@ -394,8 +393,8 @@ class PacedReceiver:
 def receive_upload(conn: socket.socket, request: protocol.Request, early: bytes, ctx: ServerContext) -> tuple[int, str]:
     """Receive, decode and store one upload. Returns (decoded bytes, sha256)."""
     assert request.size is not None
-    if protocol.decoded_length(request.size) > ctx.limits.max_upload:
-        raise too_large(protocol.decoded_length(request.size), ctx.limits)  # before the body, not after
+    if request.size > protocol.base64_length(ctx.limits.max_upload):  # more characters than the largest file has
+        raise too_large(ctx.limits)  # before the body, not after
     conn.sendall(protocol.READY)
     body = PacedReceiver(conn, ctx.limits)
     decoder = Base64StreamDecoder()
@@ -421,6 +420,8 @@ def receive_upload(conn: socket.socket, request: protocol.Request, early: bytes,
                 raise ClientGone(f"connection closed after {request.size - remaining} of {request.size} base64 bytes")
             pending = view[:received]
         decode_piece(decoder, None)
+        if stored > ctx.limits.max_upload:  # 1 or 2 bytes over: the base64 length could not tell
+            raise too_large(ctx.limits)
         # More than the declared size means the size or the data is wrong: store neither.
         # (Only what has already arrived can be seen; trailing blanks are tolerated.)
         if early[request.size :].strip() or _peek(conn, 64).strip():
@@ -646,7 +647,7 @@ class JsonSession:
                     writer.write(decoded)
                     stored += len(decoded)
                 if stored > limit:
-                    raise too_large(stored, self.ctx.limits)
+                    raise too_large(self.ctx.limits)
                 if after is not None:
                     self.received += after
                     self.pending = bytes(data[after:end])  # the next request may have started

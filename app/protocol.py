@@ -158,8 +158,3 @@ def parse_reply(header: bytes) -> tuple[bool, str]:
 def base64_length(n: int) -> int:
     """Characters of padded base64 for ``n`` bytes: 4 for every started 3."""
     return 4 * ((n + 2) // 3)
-
-
-def decoded_length(b64_length: int) -> int:
-    """The most bytes ``b64_length`` base64 characters can decode to: 3 for every whole 4."""
-    return b64_length // 4 * 3
