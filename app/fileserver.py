@@ -1089,7 +1089,10 @@ def serve_threads(endpoints: list[Endpoint], workers: int, ctx: ServerContext) -
         if after is not None:
             room.give_back(conn, after)
 
-    room = WaitingRoom(endpoints, ctx, lambda conn, ready: pool.submit(work, conn, ready) and None)
+    def dispatch(conn: socket.socket, ready: Ready) -> None:
+        pool.submit(work, conn, ready)  # beyond `workers` busy threads, it queues in order
+
+    room = WaitingRoom(endpoints, ctx, dispatch)
     try:
         room.run()
     except Stop:
