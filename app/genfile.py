@@ -16,6 +16,10 @@ import binascii
 import hashlib
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
 
 from app.sizes import format_size, parse_size
 
@@ -48,18 +52,15 @@ def ensure_file(directory: str, size: int, verify: bool = False) -> tuple[str, s
                 return path, digest
     except OSError:
         pass
-    tmp = f"{path}.{os.getpid()}.tmp"
     hasher = hashlib.sha256()
-    with open(tmp, "wb") as out:
+    with _replacing(path) as out:
         for index, offset in enumerate(range(0, size, BLOCK)):
             block = _block(size, index, min(BLOCK, size - offset))
             hasher.update(block)
             out.write(block)
     digest = hasher.hexdigest()
-    with open(f"{digest_path}.{os.getpid()}.tmp", "w", encoding="ascii") as f:
-        f.write(digest + "\n")
-    os.replace(tmp, path)
-    os.replace(f"{digest_path}.{os.getpid()}.tmp", digest_path)
+    with _replacing(digest_path) as out:
+        out.write(digest.encode("ascii") + b"\n")
     return path, digest
 
 
@@ -78,12 +79,31 @@ def ensure_base64(path: str) -> str:
             return encoded_path
     except OSError:
         pass
-    tmp = f"{encoded_path}.{os.getpid()}.tmp"
-    with open(path, "rb") as source, open(tmp, "wb") as out:
+    with open(path, "rb") as source, _replacing(encoded_path) as out:
         while block := source.read(3 * BLOCK):
             out.write(binascii.b2a_base64(block, newline=False))
-    os.replace(tmp, encoded_path)
     return encoded_path
+
+
+@contextmanager
+def _replacing(path: str) -> Iterator[BinaryIO]:
+    """Write ``path`` through a temporary file beside it, renamed over it only when complete.
+
+    The temporary name is unique (``mkstemp``), not ``<path>.<pid>.tmp``:
+    the containers share this folder, and two of them can run a process
+    with the same pid. It is hidden, so a file server on this folder never
+    lists it; it is removed if writing fails.
+    """
+    directory, name = os.path.split(path)
+    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory or ".")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp() creates 0600; these files are for every node to read
+        with open(fd, "wb") as out:
+            yield out
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
 
 
 def _block(size: int, index: int, length: int) -> bytes:

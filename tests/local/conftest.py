@@ -24,6 +24,7 @@ class LocalServer:
     storage: Path
     outcomes: Path
     process: subprocess.Popen
+    json_port: int = 0
 
     def request(self, data: bytes, shutdown: bool = False, limit: int = 1 << 20) -> bytes:
         """Send ``data``, read until the server closes (at most ``limit`` bytes)."""
@@ -61,20 +62,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(
+    tmp_path: Path, pool: str, *options: str, workers: int = 2, timeout: float = 2, json: bool = False
+) -> LocalServer:
+    """Start ``python -m app.fileserver`` on loopback with these options (and the JSON protocol if ``json``)."""
+    port, json_port = free_port(), (free_port() if json else 0)
+    if json:
+        options = (*options, "--json-port", str(json_port))
+    storage, outcomes = tmp_path / "storage", tmp_path / "outcomes.csv"
+    command = [sys.executable, "-m", "app.fileserver", "--pool", pool, "--workers", str(workers),
+               "--host", "127.0.0.1", "--port", str(port), "--storage", str(storage),
+               "--outcomes", str(outcomes), "--timeout", str(timeout), "--quiet", *options]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert wait_for_port("127.0.0.1", port, 10), "server did not start"
+    return LocalServer(port, storage, outcomes, process, json_port)
+
+
+def stop_server(server: LocalServer) -> None:
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        assert server.process.wait(timeout=15) == 0, "server did not stop cleanly on SIGTERM"
+    finally:
+        server.process.kill()
+
+
 @pytest.fixture(params=["thread", "process"])
 def server(request, tmp_path) -> Iterator[LocalServer]:
-    port = free_port()
-    storage, outcomes = tmp_path / "storage", tmp_path / "outcomes.csv"
-    command = [sys.executable, "-m", "app.fileserver", "--pool", request.param, "--workers", "2",
-               "--host", "127.0.0.1", "--port", str(port), "--storage", str(storage),
-               "--outcomes", str(outcomes), "--timeout", "2", "--quiet"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    server = start_server(tmp_path, request.param)
     try:
-        assert wait_for_port("127.0.0.1", port, 10), "server did not start"
-        yield LocalServer(port, storage, outcomes, process)
+        yield server
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            assert process.wait(timeout=15) == 0, "server did not stop cleanly on SIGTERM"
-        finally:
-            process.kill()
+        stop_server(server)

@@ -119,7 +119,7 @@ def test_a_header_trickled_byte_by_byte_is_cut_at_the_timeout(server):
                 break
         assert (answer or slow.recv(100)) == b"ERROR Timeout waiting for client\r\n\r\n"
         assert time.monotonic() - started < 5
-    assert server.rows(1)[0]["error"] == "timeout: no complete request within 2s"
+    assert server.rows(1)[0]["error"] == "header-timeout: no complete request header within 2s"
 
 
 def _ready(sock: socket.socket) -> bytes:
@@ -163,3 +163,32 @@ def test_an_absurd_upload_size_is_refused_and_the_worker_survives(server):
     assert server.request(b"UPLOAD big.bin " + b"9" * 5000 + b"\r\n\r\n") == b"ERROR Invalid size format\r\n\r\n"
     assert upload(server, "after.bin", b"served").endswith(protocol.UPLOAD_COMPLETE)
     assert [r["error"] for r in server.rows(2)] == ["Invalid size format", ""]
+
+
+def test_an_empty_file_is_answered_ok_0_and_nothing_else(server):
+    assert server.request(protocol.upload_header("empty.bin", 0)) == protocol.READY + protocol.UPLOAD_COMPLETE
+    assert (server.storage / "empty.bin").read_bytes() == b""
+    assert server.request(protocol.get_header("empty.bin")) == b"OK 0\r\n\r\n"
+    assert [(r["command"], r["status"], r["bytes"]) for r in server.rows(2)] == [
+        ("UPLOAD", "ok", "0"),
+        ("GET", "ok", "0"),
+    ]
+
+
+def test_links_and_special_files_in_storage_are_not_served(server, tmp_path):
+    """GET serves only what LIST shows: regular files in the folder, never where a link points."""
+    import os
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the storage folder")
+    (server.storage / "link.txt").symlink_to(secret)
+    (server.storage / "dir-link").symlink_to(tmp_path)
+    (server.storage / "folder").mkdir()
+    os.mkfifo(server.storage / "pipe.bin")  # opening it for reading would block until a writer came
+    for name in ("link.txt", "dir-link", "folder", "pipe.bin"):
+        assert server.request(protocol.get_header(name)) == b"ERROR File not found\r\n\r\n", name
+    # An upload to a link's name replaces the link, never the file it points to.
+    assert upload(server, "link.txt", b"new").endswith(protocol.UPLOAD_COMPLETE)
+    assert secret.read_text() == "outside the storage folder"
+    assert not (server.storage / "link.txt").is_symlink()
+    assert server.request(protocol.get_header("link.txt")) == protocol.size_reply(3) + b"new"

@@ -207,16 +207,17 @@ def test_silent_and_idle_clients(server):
     with server.connect() as sock:  # an UPLOAD without its terminator is never stored
         sock.sendall(b"UPLOAD never.bin QUJD")
         assert sock.read_answer() == {"status": "ERROR", "data": "Timeout waiting for client"}
-    with server.connect() as sock:  # idle after a request: closed quietly, nothing recorded
+    with server.connect() as sock:  # idle after a request: closed without an answer, recorded with its cause
         assert sock.ask(b"LIST\r\n\r\n")["status"] == "OK"
         started = time.monotonic()
         assert sock.closed_by_server()
         assert 1.5 < time.monotonic() - started < 8
-    rows = server.rows(3)  # a row follows its answer: the last two may be written in either order
+    rows = server.rows(4)  # a row follows its answer: they may be written in any order
     assert sorted((r["command"], r["error"]) for r in rows) == [
-        ("JSON", "timeout: no complete request within 2s"),
+        ("JSON", "header-timeout: no complete request header within 2s"),
+        ("JSON", "idle-timeout: no request within 2s"),
         ("JSON-LIST", ""),
-        ("JSON-UPLOAD", "timeout: client idle for 2s"),
+        ("JSON-UPLOAD", "body-too-slow: 0 bytes in 2s, under 64KiB/s"),
     ]
     assert not (server.storage / "never.bin").exists()
 
@@ -303,3 +304,19 @@ def test_stress_client_refuses_a_name_no_protocol_can_carry(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert done.returncode == 2 and "separate words by blanks" in done.stderr
+
+
+def test_an_empty_file_and_links(server, tmp_path):
+    """An empty file is an empty data_file; a link in storage is neither listed, served nor deleted."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the storage folder")
+    (server.storage / "link.txt").symlink_to(secret)
+    with server.connect() as sock:
+        assert sock.ask(upload_request("empty.bin", b""))["data"] == "empty.bin stored (0 bytes)"
+        assert (server.storage / "empty.bin").read_bytes() == b""
+        assert sock.ask(b"GET empty.bin\r\n\r\n") == {"status": "OK", "data_namafile": "empty.bin", "data_file": ""}
+        # Nothing followed that answer: the next one is LIST's.
+        assert sock.ask(b"LIST\r\n\r\n") == {"status": "OK", "data": ["empty.bin"]}
+        assert sock.ask(b"GET link.txt\r\n\r\n") == {"status": "ERROR", "data": "File not found"}
+        assert sock.ask(b"DELETE link.txt\r\n\r\n") == {"status": "ERROR", "data": "File not found"}
+    assert (server.storage / "link.txt").is_symlink() and secret.read_text() == "outside the storage folder"

@@ -30,3 +30,34 @@ def test_base64_copy_is_one_valid_stream(tmp_path):
     path, _ = ensure_file(str(tmp_path), 5 * 2**20 + 1)
     encoded = open(ensure_base64(path), "rb").read()
     assert base64.b64decode(encoded, validate=True) == open(path, "rb").read()
+
+
+def test_writers_with_the_same_pid_in_one_folder_do_not_collide(tmp_path):
+    """Containers share the files volume, and two of them can run a process with the same pid.
+
+    Threads of one process have one pid too: four of them make the same
+    file at once in one folder. Each must write its own temporary file.
+    """
+    import threading
+
+    barrier = threading.Barrier(4)
+    results, errors = [], []
+
+    def make() -> None:
+        barrier.wait()
+        try:
+            path, digest = ensure_file(str(tmp_path), 6 * 2**20)
+            results.append((digest, open(ensure_base64(path), "rb").read(64)))
+        except OSError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert len(set(results)) == 1 and len(results) == 4
+    name = file_name(6 * 2**20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".{name}.sha256", name, f"{name}.b64"]
+    assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == results[0][0]
