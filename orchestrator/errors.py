@@ -27,3 +27,9 @@ class MatrixError(LabError):
     """An experiment matrix file is missing or invalid."""
 
     exit_code = 2
+
+
+class SettingsError(LabError):
+    """A setting in ``.env`` or the environment has a value the lab cannot use."""
+
+    exit_code = 2
