@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 
 from orchestrator.errors import ComposeError, DockerUnavailable, SettingsError
@@ -48,8 +48,9 @@ def settings_compose_command(settings: Settings) -> tuple[str, ...]:
 class Compose:
     """One Compose project: the lab in ``settings.root``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, after_up: Callable[[Sequence[str]], None] | None = None) -> None:
         self.settings = settings
+        self.after_up = after_up  # sees the services just started (all: empty)
         # The node image's base is part of every service's configuration, so
         # every call must pass the same one: otherwise Compose sees a changed
         # configuration and recreates containers that did not need it.
@@ -87,6 +88,8 @@ class Compose:
         if recreate:
             args += ["--force-recreate", "--no-deps"]
         self.run([*args, *services], env=env)
+        if self.after_up:
+            self.after_up(services)
 
     def down(self) -> None:
         """Remove the lab's containers, network and volumes."""

@@ -20,10 +20,10 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from orchestrator.compose import Compose
+from orchestrator.compose import Compose, settings_compose_command
 from orchestrator.errors import DockerUnavailable, NodeError
 from orchestrator.images import resolve_base_image
-from orchestrator.settings import CLIENT_NODE, SERVER_NODE, SERVER_PORT, Settings
+from orchestrator.settings import CLIENT_NODE, NODE_USER, NODES, SERVER_NODE, SERVER_PORT, Settings, pids_limits
 
 Say = Callable[[str], None]
 
@@ -47,13 +47,21 @@ class Node:
         command: Sequence[str],
         time_limit: float = 600,
         on_line: Callable[[str], None] | None = None,
+        root: bool = False,
     ) -> ExecResult:
         """Run ``command`` in the node and wait for it; ``on_line`` sees output as it comes.
 
         The command runs under coreutils ``timeout``, so it stops by itself
-        after ``time_limit`` seconds even if the orchestrator is gone.
+        after ``time_limit`` seconds even if the orchestrator is gone. It runs
+        as the node's unprivileged user, or with ``root`` as root (see ``_as_root``).
         """
         bounded = ["timeout", "-k", "5", f"{time_limit:g}", *command]
+        result = self._as_root(command, bounded) if root else self._as_user(command, bounded, on_line)
+        if result.exit_code == 124:
+            raise NodeError(f"{self.name}: `{' '.join(command)}` was stopped after {time_limit:g}s")
+        return result
+
+    def _as_user(self, command: Sequence[str], bounded: list[str], on_line: Callable[[str], None] | None) -> ExecResult:
         api = self._client.api
         try:
             exec_id = api.exec_create(self.container.id, bounded, workdir="/opt/progjar")["Id"]
@@ -72,13 +80,32 @@ class Node:
             exit_code = api.exec_inspect(exec_id)["ExitCode"]
         except docker.errors.APIError as exc:
             raise NodeError(f"{self.name}: cannot run {' '.join(command)}: {exc.explanation or exc}") from None
-        if exit_code == 124:
-            raise NodeError(f"{self.name}: `{' '.join(command)}` was stopped after {time_limit:g}s")
         return ExecResult(exit_code, "".join(chunks))
 
-    def check(self, command: Sequence[str], time_limit: float = 600) -> str:
-        """Run ``command``; raise NodeError unless it exits 0. Returns its output."""
-        result = self.exec(command, time_limit)
+    def _as_root(self, command: Sequence[str], bounded: list[str]) -> ExecResult:
+        """Run ``bounded`` as root in a short-lived container of the node's image that shares the
+        node's network and volumes, with only the rights to change the network and the volumes' owner.
+
+        Not ``docker exec -u root``: in a no-new-privileges container whose user is
+        not root, Docker before 24.0.6 gives a root exec no capabilities at all.
+        """
+        try:
+            output = self._client.containers.run(
+                self.container.image.id, bounded, user="root", network_mode=f"container:{self.container.id}",
+                volumes_from=[self.container.id], cap_drop=["ALL"], cap_add=["NET_ADMIN", "CHOWN"],
+                security_opt=["no-new-privileges:true"], read_only=True, remove=True, stdout=True, stderr=True,
+                labels={"org.progjar-lab.root-helper": self.name},
+            )  # fmt: skip
+            result = ExecResult(0, output.decode("utf-8", "replace"))
+        except docker.errors.ContainerError as exc:
+            result = ExecResult(exc.exit_status, (exc.stderr or b"").decode("utf-8", "replace"))
+        except docker.errors.APIError as exc:
+            raise NodeError(f"{self.name}: cannot run {' '.join(command)} as root: {exc.explanation or exc}") from None
+        return result
+
+    def check(self, command: Sequence[str], time_limit: float = 600, root: bool = False) -> str:
+        """Run ``command`` (as root with ``root``); raise NodeError unless it exits 0. Returns its output."""
+        result = self.exec(command, time_limit, root=root)
         if result.exit_code != 0:
             tail = "\n".join(result.output.strip().splitlines()[-10:])
             raise NodeError(f"{self.name}: `{' '.join(command)}` exited {result.exit_code}:\n{tail}")
@@ -142,8 +169,10 @@ class Lab:
     def __init__(self, settings: Settings, say: Say = print) -> None:
         self.settings = settings
         self.say = say
+        pids_limits(settings.env)  # a bad limit or Compose choice is refused before anything starts
+        settings_compose_command(settings)
         self.client = docker_client()
-        self.compose = Compose(settings)
+        self.compose = Compose(settings, after_up=self.limit_processes)
 
     # --- finding nodes -------------------------------------------------
     def _containers(self, service: str | None = None) -> list[Container]:
@@ -172,10 +201,44 @@ class Lab:
         self.build()
         self.say("starting alpine-1, alpine-2, alpine-3")
         self.compose.up()
+        self.adopt_volumes()
         self.wait_server_ready()
 
     def down(self) -> None:
         self.compose.down()
+
+    def adopt_volumes(self) -> None:
+        """Make every node's volumes writable by the nodes' user.
+
+        Volumes made by a version of the lab whose programs ran as root are
+        owned by root; they are handed to the unprivileged user here, once,
+        so nothing stored in them is lost.
+        """
+        for service in NODES:
+            node = self.node(service)
+            places = [m["Destination"] for m in node.container.attrs.get("Mounts", []) if m.get("Type") == "volume"]
+            find = 'for place; do [ -w "$place" ] || echo "$place"; done'
+            unwritable = node.check(["sh", "-c", find, "sh", *places]).split()
+            if unwritable:
+                self.say(f"{service}: {', '.join(unwritable)} belonged to root (an older lab): giving them to progjar")
+                node.check(["chown", "-R", f"{NODE_USER}:{NODE_USER}", *unwritable], root=True)
+
+    def limit_processes(self, services: Sequence[str] = ()) -> None:
+        """Give each started node its process-count limit from the settings.
+
+        Compose v1 cannot read a number for ``pids_limit`` from ``.env`` (it
+        passes a string that the Docker library refuses), so the limit is set
+        here, through the Docker API, after every start or recreation.
+        """
+        api = self.client.api
+        for service, limit in pids_limits(self.settings.env).items():
+            if services and service not in services:
+                continue
+            node = self.node(service)
+            url = f"{api.base_url}/v{api.api_version}/containers/{node.container.id}/update"
+            response = api.post(url, json={"PidsLimit": limit})
+            if not response.ok:
+                raise NodeError(f"{service}: cannot set its process limit to {limit}: {response.text.strip()}")
 
     def restart_server(self, pool: str, workers: int, outcomes: str, idle_timeout: float) -> None:
         """Recreate alpine-1 with a new pool mode and size, then wait until it accepts."""
