@@ -230,8 +230,8 @@ def open_socket(host: str, port: int, rcvbuf: int, reuse_port: bool) -> socket.s
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if rcvbuf:
             try:
-                # SO_RCVBUFFORCE may exceed the system's cap (net.core.rmem_max); it needs
-                # CAP_NET_ADMIN, which the lab's nodes have. Elsewhere the capped request is used.
+                # SO_RCVBUFFORCE may exceed the system's cap (net.core.rmem_max) but needs
+                # CAP_NET_ADMIN, which the lab's programs do not have: they get the capped request.
                 sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
