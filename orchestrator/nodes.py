@@ -124,6 +124,8 @@ class Node:
                 members = plain_members(archive)
             except ValueError as exc:
                 raise NodeError(f"{self.name}: {path}: {exc}") from None
+            # Python 3.11.4+ also has tarfile's own checks; without them newer versions warn.
+            archive.extraction_filter = getattr(tarfile, "data_filter", None)
             archive.extractall(dest, members=members)
 
     def logs(self, lines: int = 20) -> str:
