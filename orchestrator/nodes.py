@@ -83,25 +83,7 @@ class Node:
         return ExecResult(exit_code, "".join(chunks))
 
     def _as_root(self, command: Sequence[str], bounded: list[str]) -> ExecResult:
-        """Run ``bounded`` as root in a short-lived container of the node's image that shares the
-        node's network and volumes, with only the rights to change the network and the volumes' owner.
-
-        Not ``docker exec -u root``: in a no-new-privileges container whose user is
-        not root, Docker before 24.0.6 gives a root exec no capabilities at all.
-        """
-        try:
-            output = self._client.containers.run(
-                self.container.image.id, bounded, user="root", network_mode=f"container:{self.container.id}",
-                volumes_from=[self.container.id], cap_drop=["ALL"], cap_add=["NET_ADMIN", "CHOWN"],
-                security_opt=["no-new-privileges:true"], read_only=True, remove=True, stdout=True, stderr=True,
-                labels={"org.progjar-lab.root-helper": self.name},
-            )  # fmt: skip
-            result = ExecResult(0, output.decode("utf-8", "replace"))
-        except docker.errors.ContainerError as exc:
-            result = ExecResult(exc.exit_status, (exc.stderr or b"").decode("utf-8", "replace"))
-        except docker.errors.APIError as exc:
-            raise NodeError(f"{self.name}: cannot run {' '.join(command)} as root: {exc.explanation or exc}") from None
-        return result
+        return run_as_root(self._client, self.container, bounded, label=" ".join(command))
 
     def check(self, command: Sequence[str], time_limit: float = 600, root: bool = False) -> str:
         """Run ``command`` (as root with ``root``); raise NodeError unless it exits 0. Returns its output."""
@@ -130,6 +112,30 @@ class Node:
 
     def logs(self, lines: int = 20) -> str:
         return self.container.logs(tail=lines).decode("utf-8", "replace")
+
+
+def run_as_root(
+    client: docker.DockerClient, container: Container, command: list[str], label: str, network: bool = True
+) -> ExecResult:
+    """Run ``command`` as root in a short-lived container of the node's image that shares the node's
+    volumes (and, with ``network``, its network), with only the rights to change the network and the
+    volumes' owner.
+
+    Not ``docker exec -u root``: in a no-new-privileges container whose user is
+    not root, Docker before 24.0.6 gives a root exec no capabilities at all.
+    """
+    shared = {"network_mode": f"container:{container.id}"} if network else {"network_disabled": True}
+    try:
+        output = client.containers.run(
+            container.image.id, command, user="root", volumes_from=[container.id], cap_drop=["ALL"],
+            cap_add=["NET_ADMIN", "CHOWN"], security_opt=["no-new-privileges:true"], read_only=True,
+            remove=True, stdout=True, stderr=True, labels={"org.progjar-lab.root-helper": "true"}, **shared,
+        )  # fmt: skip
+        return ExecResult(0, output.decode("utf-8", "replace"))
+    except docker.errors.ContainerError as exc:
+        return ExecResult(exc.exit_status, (exc.stderr or b"").decode("utf-8", "replace"))
+    except docker.errors.APIError as exc:
+        raise NodeError(f"cannot run {label} as root: {exc.explanation or exc}") from None
 
 
 def plain_members(archive: tarfile.TarFile) -> list[tarfile.TarInfo]:
@@ -203,27 +209,36 @@ class Lab:
         self.build()
         self.say("starting alpine-1, alpine-2, alpine-3")
         self.compose.up()
-        self.adopt_volumes()
+        if self.adopt_volumes():
+            self.compose.up()  # starts again a node that stopped on an unwritable volume
         self.wait_server_ready()
 
     def down(self) -> None:
         self.compose.down()
 
-    def adopt_volumes(self) -> None:
-        """Make every node's volumes writable by the nodes' user.
+    def adopt_volumes(self) -> bool:
+        """Make every node's volumes belong to the nodes' user; True if any did not.
 
         Volumes made by a version of the lab whose programs ran as root are
         owned by root; they are handed to the unprivileged user here, once,
-        so nothing stored in them is lost.
+        so nothing stored in them is lost. This works on stopped nodes too (a
+        server that could not write its log has exited).
         """
+        adopt = f'for place; do [ "$(stat -c %U "$place")" = {NODE_USER} ] && continue; echo "$place"; '
+        adopt += f'chown -R {NODE_USER}:{NODE_USER} "$place"; done'
+        adopted = False
         for service in NODES:
-            node = self.node(service)
-            places = [m["Destination"] for m in node.container.attrs.get("Mounts", []) if m.get("Type") == "volume"]
-            find = 'for place; do [ -w "$place" ] || echo "$place"; done'
-            unwritable = node.check(["sh", "-c", find, "sh", *places]).split()
-            if unwritable:
-                self.say(f"{service}: {', '.join(unwritable)} belonged to root (an older lab): giving them to progjar")
-                node.check(["chown", "-R", f"{NODE_USER}:{NODE_USER}", *unwritable], root=True)
+            for container in self._containers(service):
+                places = [m["Destination"] for m in container.attrs.get("Mounts", []) if m.get("Type") == "volume"]
+                command = ["timeout", "-k", "5", "600", "sh", "-c", adopt, "sh", *places]
+                result = run_as_root(self.client, container, command, label="chown", network=False)
+                if result.exit_code != 0:
+                    raise NodeError(f"{service}: cannot give its volumes to {NODE_USER}: {result.output.strip()}")
+                if result.output.split():
+                    adopted = True
+                    self.say(f"{service}: {', '.join(result.output.split())} belonged to root (an older lab): "
+                             f"given to {NODE_USER}")  # fmt: skip
+        return adopted
 
     def limit_processes(self, services: Sequence[str] = ()) -> None:
         """Give each started node its process-count limit from the settings.
