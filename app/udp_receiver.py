@@ -2,7 +2,7 @@
 
     python -m app.udp_receiver                                   # framed, 0.0.0.0:8888, one transfer
     python -m app.udp_receiver --framing raw --expect sample --payload 1
-    python -m app.udp_receiver --transfers 3 --out received.png --csv /results/udp.csv
+    python -m app.udp_receiver --transfers 3 --out /results/received.png --csv /results/udp.csv
 
 For each transfer it reports the datagrams and bytes received; the
 datagrams lost, duplicated and out of order; whether the reassembled file's
@@ -17,9 +17,12 @@ every datagram is appended in arrival order, as the original receiver did.
 Nothing marks the end, so the transfer is judged by byte count and hash
 against ``--expect`` (the lab's sample image, or a file).
 
-It never waits forever: a transfer ends when it is complete, or after
-``--idle-timeout`` seconds without a datagram, and the receiver stops after
-``--max-time`` seconds whatever happens, reporting what it got.
+It waits for the first datagram of a transfer as long as a person needs to
+start the sender (or ``--first-wait`` seconds: the orchestrator keeps that
+short). From then on it never waits forever: a transfer ends when it is
+complete, or after ``--idle-timeout`` seconds without a datagram, and the
+receiver stops ``--max-time`` seconds after its first datagram whatever
+happens, reporting what it got.
 
 The receiving socket is not shared by default. ``--reuse-port`` sets
 SO_REUSEADDR and SO_REUSEPORT as the course's broadcast example does, so
@@ -63,9 +66,11 @@ ROW_FIELDS = [
 
 @dataclass
 class Limits:
-    idle_timeout: float  # seconds without a datagram before a transfer is given up
-    deadline: float  # time.monotonic() after which the receiver stops
+    idle_timeout: float  # seconds without a datagram, once one came, before a transfer is given up
+    max_time: float  # seconds from the first datagram after which the receiver stops
+    first_wait: float | None = None  # seconds to wait for a transfer's first datagram; None: no limit
     linger: float = LINGER
+    deadline: float | None = None  # time.monotonic() after which the receiver stops, from the first datagram
 
 
 @dataclass
@@ -79,17 +84,19 @@ class Outcome:
     last: float | None  # ... and of the last one that counted
     end_markers: int | None
     malformed: int
-    stopped: str  # complete | idle-timeout | max-time | new-transfer | too-large
+    stopped: str  # complete | end-marker | first-wait | idle-timeout | max-time | new-transfer | too-large
 
 
 Pending = tuple[bytes, tuple[str, int]]  # a datagram read too early: it starts the next transfer
 
 
-def _stop_reason(got: str, lingering: bool) -> str:
+def _stop_reason(got: str, lingering: bool, started: bool) -> str:
     """Why a receive loop ended when no datagram came: done, out of time, or idle too long."""
     if lingering:
         return "complete"
-    return "max-time" if got == "max-time" else "idle-timeout"
+    if got == "max-time":
+        return got
+    return "idle-timeout" if started else "first-wait"
 
 
 class Receiver:
@@ -100,26 +107,37 @@ class Receiver:
         self.limits = limits
         self.buffer = bytearray(RECV_BUFFER)
         self.view = memoryview(self.buffer)
-        self.timeout = limits.idle_timeout
+        self.timeout: float | None = limits.idle_timeout
         sock.settimeout(self.timeout)
         self.finished_ids: set[int] = set()
 
-    def _set_timeout(self, seconds: float) -> None:
+    def _set_timeout(self, seconds: float | None) -> None:
         if seconds != self.timeout:
             self.timeout = seconds
             self.sock.settimeout(seconds)
 
-    def _receive(self, lingering: bool) -> tuple[memoryview, tuple[str, int]] | str:
-        """The next datagram, or why there is none: ``"timeout"`` or ``"max-time"``."""
-        remaining = self.limits.deadline - time.monotonic()
-        if remaining <= 0:
+    def _receive(self, lingering: bool, started: bool) -> tuple[memoryview, tuple[str, int]] | str:
+        """The next datagram, or why there is none: ``"timeout"`` or ``"max-time"``.
+
+        ``started``: this transfer has had a datagram, so silence is bounded by the idle timeout;
+        before that the wait is ``first_wait`` (None: as long as it takes).
+        """
+        limits = self.limits
+        if lingering:
+            wanted: float | None = limits.linger
+        else:
+            wanted = limits.idle_timeout if started else limits.first_wait
+        remaining = None if limits.deadline is None else limits.deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
             return "max-time"
-        wanted = self.limits.linger if lingering else self.limits.idle_timeout
-        self._set_timeout(min(wanted, remaining))
+        bounded_by_deadline = remaining is not None and (wanted is None or remaining < wanted)
+        self._set_timeout(remaining if bounded_by_deadline else wanted)
         try:
             count, peer = self.sock.recvfrom_into(self.buffer)
         except TimeoutError:
-            return "max-time" if remaining < wanted else "timeout"
+            return "max-time" if bounded_by_deadline else "timeout"
+        if limits.deadline is None:  # the receiver's first datagram: --max-time counts from here
+            limits.deadline = time.monotonic() + limits.max_time
         return self.view[:count], peer
 
     def framed(self, expected: Expected, pending: Pending | None) -> tuple[Outcome, Pending | None]:
@@ -136,9 +154,9 @@ class Receiver:
                 data, peer = pending
                 pending = None
             else:
-                got = self._receive(lingering)
+                got = self._receive(lingering, started=tally is not None)
                 if isinstance(got, str):
-                    stopped = _stop_reason(got, lingering)
+                    stopped = _stop_reason(got, lingering, started=tally is not None)
                     break
                 data, peer = got
             now = time.time()
@@ -186,9 +204,9 @@ class Receiver:
         lingering = False
         while True:
             # Per-datagram loop: append the bytes; bounded by the deadline in _receive().
-            got = self._receive(lingering)
+            got = self._receive(lingering, started=first is not None)
             if isinstance(got, str):
-                stopped = _stop_reason(got, lingering)
+                stopped = _stop_reason(got, lingering, started=first is not None)
                 break
             data, peer = got
             last = time.time()
@@ -212,8 +230,8 @@ def open_socket(host: str, port: int, rcvbuf: int, reuse_port: bool) -> socket.s
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if rcvbuf:
             try:
-                # SO_RCVBUFFORCE may exceed the system's cap (net.core.rmem_max); it needs
-                # CAP_NET_ADMIN, which the lab's nodes have. Elsewhere the capped request is used.
+                # SO_RCVBUFFORCE may exceed the system's cap (net.core.rmem_max) but needs
+                # CAP_NET_ADMIN, which the lab's programs do not have: they get the capped request.
                 sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -293,8 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expect", help="the file that should arrive: 'sample' (the lab's image) or a path")
     parser.add_argument("--payload", type=int, help="raw mode: the sender's bytes per datagram (to count losses)")
     parser.add_argument("--transfers", type=int, default=1, help="transfers to receive before exiting (default 1)")
-    parser.add_argument("--idle-timeout", type=float, default=5.0, help="seconds without data before giving up")
-    parser.add_argument("--max-time", type=float, default=300.0, help="seconds before stopping in any case")
+    parser.add_argument("--first-wait", type=float, help="seconds to wait for a first datagram (default: no limit)")
+    parser.add_argument("--idle-timeout", type=float, default=5.0, help="seconds of silence, once data came, to stop")
+    parser.add_argument("--max-time", type=float, default=300.0, help="seconds from the first datagram to stop anyway")
     parser.add_argument("--rcvbuf", default=str(DEFAULT_RCVBUF), help="kernel receive buffer, e.g. 4MiB (default 8MiB)")
     parser.add_argument("--reuse-port", action="store_true", help="share the port with other sockets (see above)")
     parser.add_argument("--out", help="write the received file here (several transfers: name-2.ext, ...)")
@@ -312,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             f"--idle-timeout must be from 0 to {udp_framing.MAX_IDLE_TIMEOUT} s "
             f"and --max-time from 0 to {udp_framing.MAX_SECONDS} s"
         )
+    if args.first_wait is not None and not 0 < args.first_wait <= udp_framing.MAX_SECONDS:
+        parser.error(f"--first-wait must be from 0 to {udp_framing.MAX_SECONDS} s")
     if args.payload is not None and not 1 <= args.payload <= udp_framing.MAX_UDP_PAYLOAD:
         parser.error(f"--payload must be from 1 to {udp_framing.MAX_UDP_PAYLOAD}")
     try:
@@ -331,12 +352,13 @@ def main(argv: list[str] | None = None) -> int:
         hint = " (is another receiver running? --reuse-port shares it)" if exc.errno == errno.EADDRINUSE else ""
         print(f"udp_receiver: cannot bind {args.host}:{args.port}: {exc.strerror or exc}{hint}", file=sys.stderr)
         return 1
-    limits = Limits(args.idle_timeout, time.monotonic() + args.max_time)
+    limits = Limits(args.idle_timeout, args.max_time, args.first_wait)
     rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     out = CsvLog(args.csv, ROW_FIELDS) if args.csv else None
     drops_before = udp_receive_errors()
     # The orchestrator waits for this line: from here on no datagram is missed.
-    print(f"listening on {args.host}:{args.port} ({args.framing}, idle timeout {args.idle_timeout:g} s, "
+    waits = "waiting for a sender" if args.first_wait is None else f"waiting up to {args.first_wait:g} s for a sender"
+    print(f"listening on {args.host}:{args.port} ({args.framing}, {waits}, idle timeout {args.idle_timeout:g} s, "
           f"receive buffer {rcvbuf} bytes)", flush=True)  # fmt: skip
     receiver = Receiver(sock, limits)
     pending: Pending | None = None
@@ -365,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.quiet:
                 print(f"transfer {number}: {describe(row)}", flush=True)
             failures += row["status"] not in ("ok", "unverified") or bool(row.get("error"))
-            if outcome.stopped in ("idle-timeout", "max-time") and not outcome.verdict.datagrams:
+            if outcome.stopped in ("first-wait", "idle-timeout", "max-time") and not outcome.verdict.datagrams:
                 break  # nobody is sending: do not wait again for the remaining transfers
             if outcome.stopped == "max-time":
                 break

@@ -33,3 +33,9 @@ class UsageError(LabError):
     """A bad command-line value (for example an unsafe run id)."""
 
     exit_code = 2
+
+
+class SettingsError(LabError):
+    """A setting in ``.env`` or the environment has a value the lab cannot use."""
+
+    exit_code = 2

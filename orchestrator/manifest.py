@@ -94,10 +94,10 @@ def _git(errors: dict[str, str]) -> dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
-def _compose(errors: dict[str, str]) -> dict[str, Any]:
-    from orchestrator.compose import compose_command
+def _compose(lab: Lab, errors: dict[str, str]) -> dict[str, Any]:
+    from orchestrator.compose import settings_compose_command
 
-    command = _safely(compose_command, errors, "compose.command")
+    command = _safely(lambda: settings_compose_command(lab.settings), errors, "compose.command")
     if not command:
         return {"command": None, "version": None}
 
@@ -153,7 +153,7 @@ def gather_environment(lab: Lab) -> dict[str, Any]:
     base = lab.compose.base_image or lab.settings.base_image or _present_base(lab)
     return {
         "docker": _docker(lab, errors),
-        "compose": _compose(errors),
+        "compose": _compose(lab, errors),
         "host": _host(errors),
         "images": {
             "node": _image(lab, lab.settings.image, errors, "node"),

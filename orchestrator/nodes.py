@@ -21,10 +21,10 @@ from docker.models.containers import Container
 from docker.models.networks import Network
 
 from orchestrator.archive import ArchiveError, extract_stream
-from orchestrator.compose import Compose
+from orchestrator.compose import Compose, settings_compose_command
 from orchestrator.errors import DockerUnavailable, NodeError
 from orchestrator.images import resolve_base_image
-from orchestrator.settings import CLIENT_NODE, SERVER_NODE, SERVER_PORT, Settings
+from orchestrator.settings import CLIENT_NODE, NODE_USER, NODES, SERVER_NODE, SERVER_PORT, Settings, pids_limits
 
 Say = Callable[[str], None]
 
@@ -50,16 +50,26 @@ class Node:
         time_limit: float = 600,
         on_line: Callable[[str], None] | None = None,
         limit_ok: bool = False,
+        root: bool = False,
     ) -> ExecResult:
         """Run ``command`` in the node and wait for it; ``on_line`` sees output as it comes.
 
         The command runs under coreutils ``timeout``, so it stops by itself
         after ``time_limit`` seconds even if the orchestrator is gone. Being
         stopped so is a NodeError, or with ``limit_ok`` a result with ``timed_out``.
+        It runs as the node's unprivileged user, or with ``root`` as root (see ``_as_root``).
         """
         bounded = ["timeout", "-k", "5", f"{time_limit:g}", *command]
-        api = self._client.api
         started = time.monotonic()
+        result = self._as_root(command, bounded) if root else self._as_user(command, bounded, on_line)
+        # timeout(1) exits 124 when its TERM worked, 128 + 9 when it had to KILL too.
+        timed_out = result.exit_code == 124 or (result.exit_code == 137 and time.monotonic() - started >= time_limit)
+        if timed_out and not limit_ok:
+            raise NodeError(f"{self.name}: `{' '.join(command)}` was stopped after {time_limit:g}s")
+        return ExecResult(result.exit_code, result.output, timed_out)
+
+    def _as_user(self, command: Sequence[str], bounded: list[str], on_line: Callable[[str], None] | None) -> ExecResult:
+        api = self._client.api
         try:
             exec_id = api.exec_create(self.container.id, bounded, workdir="/opt/progjar")["Id"]
             chunks: list[str] = []
@@ -77,15 +87,14 @@ class Node:
             exit_code = api.exec_inspect(exec_id)["ExitCode"]
         except docker.errors.APIError as exc:
             raise NodeError(f"{self.name}: cannot run {' '.join(command)}: {exc.explanation or exc}") from None
-        # timeout(1) exits 124 when its TERM worked, 128 + 9 when it had to KILL too.
-        timed_out = exit_code == 124 or (exit_code == 137 and time.monotonic() - started >= time_limit)
-        if timed_out and not limit_ok:
-            raise NodeError(f"{self.name}: `{' '.join(command)}` was stopped after {time_limit:g}s")
-        return ExecResult(exit_code, "".join(chunks), timed_out)
+        return ExecResult(exit_code, "".join(chunks))
 
-    def check(self, command: Sequence[str], time_limit: float = 600) -> str:
-        """Run ``command``; raise NodeError unless it exits 0. Returns its output."""
-        result = self.exec(command, time_limit)
+    def _as_root(self, command: Sequence[str], bounded: list[str]) -> ExecResult:
+        return run_as_root(self._client, self.container, bounded, label=" ".join(command))
+
+    def check(self, command: Sequence[str], time_limit: float = 600, root: bool = False) -> str:
+        """Run ``command`` (as root with ``root``); raise NodeError unless it exits 0. Returns its output."""
+        result = self.exec(command, time_limit, root=root)
         if result.exit_code != 0:
             tail = "\n".join(result.output.strip().splitlines()[-10:])
             raise NodeError(f"{self.name}: `{' '.join(command)}` exited {result.exit_code}:\n{tail}")
@@ -118,6 +127,30 @@ class Node:
         return self.container.logs(tail=lines).decode("utf-8", "replace")
 
 
+def run_as_root(
+    client: docker.DockerClient, container: Container, command: list[str], label: str, network: bool = True
+) -> ExecResult:
+    """Run ``command`` as root in a short-lived container of the node's image that shares the node's
+    volumes (and, with ``network``, its network), with only the rights to change the network and the
+    volumes' owner.
+
+    Not ``docker exec -u root``: in a no-new-privileges container whose user is
+    not root, Docker before 24.0.6 gives a root exec no capabilities at all.
+    """
+    shared = {"network_mode": f"container:{container.id}"} if network else {"network_disabled": True}
+    try:
+        output = client.containers.run(
+            container.image.id, command, user="root", volumes_from=[container.id], cap_drop=["ALL"],
+            cap_add=["NET_ADMIN", "CHOWN"], security_opt=["no-new-privileges:true"], read_only=True,
+            remove=True, stdout=True, stderr=True, labels={"org.progjar-lab.root-helper": "true"}, **shared,
+        )  # fmt: skip
+        return ExecResult(0, output.decode("utf-8", "replace"))
+    except docker.errors.ContainerError as exc:
+        return ExecResult(exc.exit_status, (exc.stderr or b"").decode("utf-8", "replace"))
+    except docker.errors.APIError as exc:
+        raise NodeError(f"cannot run {label} as root: {exc.explanation or exc}") from None
+
+
 def docker_client() -> docker.DockerClient:
     """A client of the local engine, or DockerUnavailable with a clear reason."""
     try:
@@ -137,8 +170,10 @@ class Lab:
     def __init__(self, settings: Settings, say: Say = print) -> None:
         self.settings = settings
         self.say = say
+        pids_limits(settings.env)  # a bad limit or Compose choice is refused before anything starts
+        settings_compose_command(settings)
         self.client = docker_client()
-        self.compose = Compose(settings)
+        self.compose = Compose(settings, after_up=self.limit_processes)
 
     # --- finding nodes -------------------------------------------------
     def _containers(self, service: str | None = None) -> list[Container]:
@@ -174,6 +209,8 @@ class Lab:
             self.remove_containers_and_networks()
         self.say("starting alpine-1, alpine-2, alpine-3")
         self.compose.up()
+        if self.adopt_volumes():
+            self.compose.up()  # starts again a node that stopped on an unwritable volume
         self.wait_server_ready()
 
     def _project_networks(self) -> list[Network]:
@@ -217,6 +254,47 @@ class Lab:
     def down(self) -> None:
         self.compose.down()
         self.remove_containers_and_networks()  # left over from other settings, which Compose no longer sees
+
+    def adopt_volumes(self) -> bool:
+        """Make every node's volumes belong to the nodes' user; True if any did not.
+
+        Volumes made by a version of the lab whose programs ran as root are
+        owned by root; they are handed to the unprivileged user here, once,
+        so nothing stored in them is lost. This works on stopped nodes too (a
+        server that could not write its log has exited).
+        """
+        adopt = f'for place; do [ "$(stat -c %U "$place")" = {NODE_USER} ] && continue; echo "$place"; '
+        adopt += f'chown -R {NODE_USER}:{NODE_USER} "$place"; done'
+        adopted = False
+        for service in NODES:
+            for container in self._containers(service):
+                places = [m["Destination"] for m in container.attrs.get("Mounts", []) if m.get("Type") == "volume"]
+                command = ["timeout", "-k", "5", "600", "sh", "-c", adopt, "sh", *places]
+                result = run_as_root(self.client, container, command, label="chown", network=False)
+                if result.exit_code != 0:
+                    raise NodeError(f"{service}: cannot give its volumes to {NODE_USER}: {result.output.strip()}")
+                if result.output.split():
+                    adopted = True
+                    self.say(f"{service}: {', '.join(result.output.split())} belonged to root (an older lab): "
+                             f"given to {NODE_USER}")  # fmt: skip
+        return adopted
+
+    def limit_processes(self, services: Sequence[str] = ()) -> None:
+        """Give each started node its process-count limit from the settings.
+
+        Compose v1 cannot read a number for ``pids_limit`` from ``.env`` (it
+        passes a string that the Docker library refuses), so the limit is set
+        here, through the Docker API, after every start or recreation.
+        """
+        api = self.client.api
+        for service, limit in pids_limits(self.settings.env).items():
+            if services and service not in services:
+                continue
+            node = self.node(service)
+            url = f"{api.base_url}/v{api.api_version}/containers/{node.container.id}/update"
+            response = api.post(url, json={"PidsLimit": limit})
+            if not response.ok:
+                raise NodeError(f"{service}: cannot set its process limit to {limit}: {response.text.strip()}")
 
     def restart_server(self, pool: str, workers: int, outcomes: str, idle_timeout: float) -> None:
         """Recreate alpine-1 with a new pool mode and size, then wait until it accepts."""

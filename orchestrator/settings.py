@@ -15,6 +15,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from orchestrator.errors import SettingsError
+
 DEFAULT_PROJECT = "progjar-lab"
 DEFAULT_NET_PREFIX = "172.16.16"
 DEFAULT_BASE_IMAGE = "python:3.12-slim"
@@ -22,10 +24,14 @@ LOCAL_BASE_IMAGE = "progjar-base:bookworm"
 NODE_IMAGE = "progjar-node:latest"  # default of PROGJAR_IMAGE
 DEFAULT_NETWORK = "progjar-network"
 NODES = ("alpine-1", "alpine-2", "alpine-3")
+NODE_USER = "progjar"  # the unprivileged user the nodes' programs run as (images/Dockerfile)
 SERVER_NODE = "alpine-1"
 CLIENT_NODE = "alpine-2"
 SERVER_PORT = 8889  # the streaming dialect
 JSON_PORT = 6666  # the course's JSON protocol
+# Most processes and threads each node may run (PROGJAR_ALPINE_1_PIDS, ...): room for
+# 50 process-pool workers or 50 clients, each with its threads, and the tools.
+DEFAULT_PIDS = {"alpine-1": 512, "alpine-2": 512, "alpine-3": 512}
 
 
 def parse_env_file(path: Path) -> dict[str, str]:
@@ -75,3 +81,15 @@ def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Setti
         base_image=merged.get("PROGJAR_BASE_IMAGE") or None,
         env=merged,
     )
+
+
+def pids_limits(env: Mapping[str, str]) -> dict[str, int]:
+    """Each node's process-count limit: ``PROGJAR_ALPINE_<n>_PIDS`` or its default."""
+    limits = {}
+    for node, default in DEFAULT_PIDS.items():
+        key = f"PROGJAR_{node.upper().replace('-', '_')}_PIDS"
+        text = env.get(key) or str(default)
+        if not text.isdigit() or not 16 <= int(text) <= 1_000_000:
+            raise SettingsError(f"{key} must be a whole number from 16 to 1000000, not {text!r}")
+        limits[node] = int(text)
+    return limits

@@ -122,6 +122,18 @@ def check_cells(cells: list[UdpCell]) -> None:
             )
 
 
+def receiver_command(cell: UdpCell, name: str, remote: str, max_time: float) -> list[str]:
+    """A receiver of one cell. The sender starts right after both receivers listen, so the wait
+    for its first datagram is as short as the cell's idle timeout (by hand it has no limit)."""
+    return [
+        "python", "-m", "app.udp_receiver", "--port", str(UDP_PORT), "--framing", cell.framing,
+        "--expect", "sample", "--payload", str(cell.payload), "--first-wait", f"{cell.idle_timeout:g}",
+        "--idle-timeout", f"{cell.idle_timeout:g}", "--max-time", f"{max_time:g}",
+        "--csv", f"{remote}/receiver-{name}.csv", "--out", f"{remote}/{name}.png",
+        "--cell", str(cell.number), "--label", name, "--quiet",
+    ]  # fmt: skip
+
+
 def run_udp_cell(lab: Lab, folder: RunFolder, cell: UdpCell) -> list[dict[str, object]]:
     """Run one cell; returns one row per receiver."""
     prefix = lab.settings.net_prefix
@@ -132,13 +144,8 @@ def run_udp_cell(lab: Lab, folder: RunFolder, cell: UdpCell) -> list[dict[str, o
     budget, receiver_limit = time_limits(cell)
     runs = {}
     for name in RECEIVER_NODES:
-        command = [
-            "python", "-m", "app.udp_receiver", "--port", str(UDP_PORT), "--framing", cell.framing,
-            "--expect", "sample", "--payload", str(cell.payload), "--idle-timeout", f"{cell.idle_timeout:g}",
-            "--max-time", f"{receiver_limit:g}", "--csv", f"{remote}/receiver-{name}.csv",
-            "--out", f"{remote}/{name}.png", "--cell", str(cell.number), "--label", name, "--quiet",
-        ]  # fmt: skip
-        runs[name] = ReceiverRun(lab.node(name), command, receiver_limit + 10)
+        command = receiver_command(cell, name, remote, receiver_limit)
+        runs[name] = ReceiverRun(lab.node(name), command, cell.idle_timeout + receiver_limit + 10)
     for run in runs.values():
         run.start()
     problems: dict[str, str] = {}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.compose import compose_command
+from orchestrator.compose import settings_compose_command
 from orchestrator.errors import LabError
 from orchestrator.nodes import Lab, running_lab
 from orchestrator.settings import load_settings
@@ -75,7 +75,7 @@ def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str
 def compose(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the real Compose CLI on the test project, as a student would."""
     return subprocess.run(
-        [*compose_command(), *args],
+        [*settings_compose_command(load_settings(ROOT, {**os.environ, **TEST_ENV})), *args],
         cwd=ROOT,
         env={**os.environ, **TEST_ENV},
         capture_output=True,

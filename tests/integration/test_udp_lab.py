@@ -82,7 +82,7 @@ ORIGINAL_SENDER = """
 import socket, sys, threading
 def send_image(ip):  # the course's send_image(): one byte per datagram, no header
     sck = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    for x in open("tes.png", "rb").read():
+    for x in open("/tmp/tes.png", "rb").read():  # the course's read tes.png; /tmp is the nodes' scratch
         sck.sendto(bytes([x]), (ip, 8888))
 threads = [threading.Thread(target=send_image, args=(ip,)) for ip in sys.argv[1:]]
 for t in threads:
@@ -117,7 +117,7 @@ def start(node: Node, command: list[str], limit: float = 60) -> ReceiverRun:
 def test_raw_mode_interoperates_with_the_original_scripts(lab):
     prefix = lab.settings.net_prefix
     sender = lab.node("alpine-2")
-    sender.check(["python", "-m", "app.sample_image", "--out", "/opt/progjar/tes.png"])
+    sender.check(["python", "-m", "app.sample_image", "--out", "/tmp/tes.png"])
     receive = ["python", "-m", "app.udp_receiver", "--framing", "raw", "--expect", "sample", "--payload", "1",
                "--idle-timeout", "5", "--csv", "/tmp/raw.csv"]  # fmt: skip
     for node in ("alpine-1", "alpine-3"):
@@ -151,13 +151,13 @@ def test_a_receiver_with_no_sender_times_out_cleanly(lab):
     node = lab.node("alpine-3")
     node.check(["rm", "-f", "/tmp/alone.csv"])
     started = time.monotonic()
-    result = node.exec(["python", "-m", "app.udp_receiver", "--idle-timeout", "2", "--expect", "sample",
+    result = node.exec(["python", "-m", "app.udp_receiver", "--first-wait", "2", "--expect", "sample",
                         "--csv", "/tmp/alone.csv"], time_limit=60)  # fmt: skip
     waited = time.monotonic() - started
     assert result.exit_code == 3 and "no-data" in result.output and "Traceback" not in result.output
     assert 2 <= waited < 15
     (row,) = read_csv_in(node, "/tmp/alone.csv")
-    assert (row["status"], row["stopped"], row["datagrams"], row["intact"]) == ("no-data", "idle-timeout", "0", "false")
+    assert (row["status"], row["stopped"], row["datagrams"], row["intact"]) == ("no-data", "first-wait", "0", "false")
 
 
 # --- loss ------------------------------------------------------------------------------------------
@@ -172,9 +172,9 @@ class Loss:
 
     def dropped(self) -> int:
         if self.how == "netem":
-            stats = self.node.check(["tc", "-s", "qdisc", "show", "dev", "eth0"])
+            stats = self.node.check(["tc", "-s", "qdisc", "show", "dev", "eth0"], root=True)
             return int(re.search(r"dropped (\d+)", stats).group(1))  # type: ignore[union-attr]
-        listing = self.node.check(["iptables", "-L", "INPUT", "-v", "-x", "-n"])
+        listing = self.node.check(["iptables", "-L", "INPUT", "-v", "-x", "-n"], root=True)
         (line,) = [line for line in listing.splitlines() if "statistic" in line and "DROP" in line]
         return int(line.split()[0])
 
@@ -183,13 +183,13 @@ class Loss:
 def lossy_link(lab: Lab, percent: int) -> Iterator[Loss]:
     """``tc netem loss`` as users do it; where the kernel lacks netem, an iptables statistic match."""
     sender, receiver = lab.node("alpine-2"), lab.node("alpine-3")
-    netem = sender.exec(["tc", "qdisc", "add", "dev", "eth0", "root", "netem", "loss", f"{percent}%"])
+    netem = sender.exec(["tc", "qdisc", "add", "dev", "eth0", "root", "netem", "loss", f"{percent}%"], root=True)
     if netem.exit_code == 0:
         try:
             yield Loss("netem", sender)
         finally:
-            sender.check(["tc", "qdisc", "del", "dev", "eth0", "root"])
-        assert "netem" not in sender.check(["tc", "qdisc", "show", "dev", "eth0"])
+            sender.check(["tc", "qdisc", "del", "dev", "eth0", "root"], root=True)
+        assert "netem" not in sender.check(["tc", "qdisc", "show", "dev", "eth0"], root=True)
         return
     warnings.warn(
         f"tc netem is not available on this kernel ({netem.output.strip()}); the loss is injected with an "
@@ -198,12 +198,12 @@ def lossy_link(lab: Lab, percent: int) -> Iterator[Loss]:
     )
     rule = ["INPUT", "-p", "udp", "--dport", "8888", "-m", "statistic", "--mode", "random",
             "--probability", f"{percent / 100}", "-j", "DROP"]  # fmt: skip
-    receiver.check(["iptables", "-I", *rule])
+    receiver.check(["iptables", "-I", *rule], root=True)
     try:
         yield Loss("iptables", receiver)
     finally:
-        receiver.check(["iptables", "-D", *rule])
-    assert "statistic" not in receiver.check(["iptables", "-S", "INPUT"])
+        receiver.check(["iptables", "-D", *rule], root=True)
+    assert "statistic" not in receiver.check(["iptables", "-S", "INPUT"], root=True)
 
 
 def test_receivers_report_loss_exactly(lab, tmp_path):

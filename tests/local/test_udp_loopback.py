@@ -181,16 +181,42 @@ def test_original_receiver_understands_the_raw_sender(tmp_path):
     assert out.read_bytes() == sample_png()
 
 
-def test_receiver_without_sender_gives_up_after_the_idle_timeout(tmp_path):
+def test_receiver_without_sender_gives_up_after_the_first_wait(tmp_path):
     started = time.monotonic()
-    receiver = start_receiver(tmp_path, free_udp_port(), "--idle-timeout", "1", "--expect", "sample")
+    receiver = start_receiver(tmp_path, free_udp_port(), "--first-wait", "1", "--expect", "sample")
     code, output, (row,) = receiver.finish(timeout=20)
     waited = time.monotonic() - started
     assert code == 3 and "no-data" in output and "Traceback" not in output
-    assert row["status"] == "no-data" and row["stopped"] == "idle-timeout" and row["datagrams"] == "0"
+    assert row["status"] == "no-data" and row["stopped"] == "first-wait" and row["datagrams"] == "0"
     assert row["intact"] == "false" and row["lost"] == ""
     assert 1 <= waited < 10
     assert not receiver.out.exists()
+
+
+def test_receiver_waits_for_a_person_to_start_the_sender(tmp_path):
+    """By hand there are seconds between starting a receiver and typing the sender's command:
+    the receiver waits for the first datagram (by default without limit); the idle timeout
+    counts from the last datagram."""
+    port = free_udp_port()
+    receiver = start_receiver(tmp_path, port, "--idle-timeout", "1", "--expect", "sample")
+    time.sleep(2.5)  # longer than the idle timeout: nothing has been sent yet
+    assert receiver.process.poll() is None, "the receiver gave up before anything was sent"
+    started = time.monotonic()
+    done = run("app.udp_sender", "--model", "thread", "--rate", "20000", "--dest", f"127.0.0.1:{port}")
+    assert done.returncode == 0, done.stderr
+    code, output, (row,) = receiver.finish(timeout=30)
+    assert code == 0, output
+    assert row["status"] == "ok" and row["intact"] == "true" and row["stopped"] == "complete"
+    assert time.monotonic() - started < 15
+
+
+def test_first_wait_bounds_the_wait_for_the_first_datagram(tmp_path):
+    started = time.monotonic()
+    receiver = start_receiver(tmp_path, free_udp_port(), "--first-wait", "1", "--idle-timeout", "60")
+    code, output, (row,) = receiver.finish(timeout=20)
+    assert 1 <= time.monotonic() - started < 10
+    assert code == 3 and "no-data" in output and "Traceback" not in output
+    assert (row["status"], row["stopped"], row["datagrams"]) == ("no-data", "first-wait", "0")
 
 
 def send_datagrams(port: int, datagrams: list[bytes]) -> None:

@@ -1,6 +1,7 @@
 """Unpacking a node's tar stream: real tar archives, cut into arbitrary chunks."""
 
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -112,3 +113,16 @@ def test_memory_does_not_hold_the_whole_stream(tmp_path):
     return_early: list[int] = []
     extract_stream(stream(), tmp_path / "out")
     assert return_early and return_early[0] < len(pulled) - 1  # f0 was on disk before the stream ended
+
+
+def test_unpacked_files_belong_to_the_host_user_without_special_modes(tmp_path):
+    def build(archive):
+        info = tarfile.TarInfo("cell/clients.csv")
+        info.size, info.uid, info.mode = 3, 10001, 0o4777  # the nodes' user id, setuid
+        archive.addfile(info, io.BytesIO(b"xxx"))
+
+    extract_stream([make_tar(build)], tmp_path)
+    stored = tmp_path / "cell" / "clients.csv"
+    assert stored.read_bytes() == b"xxx"
+    assert stored.stat().st_uid == os.getuid()
+    assert stored.stat().st_mode & 0o7000 == 0

@@ -33,3 +33,12 @@ def test_cells_whose_time_limits_the_programs_refuse_are_refused_before_running(
     sender, receiver = udp_runner.time_limits(UdpCell(1, "thread", 1, 1, rate=1000, idle_timeout=5))
     assert sender == udp_runner.sender_budget(UdpCell(1, "thread", 1, 1, rate=1000))
     assert receiver == sender + 5 + udp_runner.READY_WAIT
+
+
+def test_orchestrated_receivers_wait_a_bounded_time_for_the_first_datagram():
+    """By hand a receiver waits for its sender without limit; in a cell it must not."""
+    cell = UdpCell(3, "thread", 1, 1, idle_timeout=4)
+    command = udp_runner.receiver_command(cell, "alpine-3", "/results/run/udp-cells/x", 99)
+    options = dict(zip(command[3::2], command[4::2], strict=False))
+    assert command[:3] == ["python", "-m", "app.udp_receiver"]
+    assert options["--first-wait"] == "4" and options["--idle-timeout"] == "4" and options["--max-time"] == "99"
