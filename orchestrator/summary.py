@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from statistics import fmean, stdev
+from typing import Any
 
 from tabulate import tabulate
 
@@ -26,7 +27,8 @@ SUMMARY_FIELDS = [
     "server_pool", "client_pool", "time_per_client_mean_s", "time_per_client_p50_s", "time_per_client_p95_s",
     "time_per_client_max_s", "throughput_per_client_mean_mibps", "aggregate_mibps", "wire_bytes_per_client",
     "clients_ok", "clients_failed", "server_ok", "server_failed", "server_peak_rss_mib", "client_peak_rss_mib",
-    "server_cpu_percent", "client_cpu_percent", "server_memory_peak_mib", "client_memory_peak_mib", "errors",
+    "server_cpu_seconds", "client_cpu_seconds", "server_cpu_percent", "client_cpu_percent", "server_memory_peak_mib",
+    "client_memory_peak_mib", "errors", "cpu_problems",
 ]  # fmt: skip
 
 # The course report's columns (SEED-FACTS section 2), verbatim, for --lang id.
@@ -70,9 +72,12 @@ def summarize_cell(
     cell: TcpCell,
     clients: Sequence[Row],
     server: Sequence[Row],
-    telemetry: Mapping[str, float | None] | None = None,
+    telemetry: Mapping[str, Any] | None = None,
 ) -> dict[str, object]:
-    """One summary row from a cell's client rows, the server's outcome rows and resource samples."""
+    """One summary row from a cell's client rows, the server's outcome rows and resource figures.
+
+    ``telemetry`` is what ``telemetry.Samples.summary`` gives for the prefixes ``server`` and ``client``.
+    """
     ok = [row for row in clients if row.get("status") == "ok"]
     server_ok = [row for row in server if row.get("status") == "ok"]
     seconds = [float(row["seconds"]) for row in ok]
@@ -108,11 +113,18 @@ def summarize_cell(
         "server_failed": len(server) - len(server_ok),
         "server_peak_rss_mib": _peak_mib(server),
         "client_peak_rss_mib": _peak_mib(clients),
+        "server_cpu_seconds": _round(telemetry.get("server_cpu_seconds"), 3),
+        "client_cpu_seconds": _round(telemetry.get("client_cpu_seconds"), 3),
         "server_cpu_percent": _round(telemetry.get("server_cpu_percent"), 1),
         "client_cpu_percent": _round(telemetry.get("client_cpu_percent"), 1),
         "server_memory_peak_mib": _round(telemetry.get("server_memory_peak_mib"), 1),
         "client_memory_peak_mib": _round(telemetry.get("client_memory_peak_mib"), 1),
         "errors": describe_errors([*clients, *server_errors]),
+        "cpu_problems": "; ".join(
+            f"{who}: {telemetry[f'{who}_cpu_problem']}"
+            for who in ("server", "client")
+            if telemetry.get(f"{who}_cpu_problem")
+        ),
     }
 
 
