@@ -163,13 +163,23 @@ class Samples:
     memory: list[int] = field(default_factory=list)
     cpu: CpuUsage = field(default_factory=lambda: CpuUsage(problem="CPU not measured yet"))
 
-    def summary(self, prefix: str) -> dict[str, float | str | None]:
-        return {
-            f"{prefix}_cpu_seconds": self.cpu.seconds,
-            f"{prefix}_cpu_percent": self.cpu.percent,
-            f"{prefix}_cpu_problem": self.cpu.problem,
-            f"{prefix}_memory_peak_mib": max(self.memory) / 2**20 if self.memory else None,
-        }
+
+def figures(measured: Mapping[str, Samples]) -> dict[str, object]:
+    """The CSV columns of each container (by role, e.g. ``server``), and why any CPU figure is missing.
+
+    ``<role>_cpu_seconds``, ``<role>_cpu_percent`` (of one core) and
+    ``<role>_memory_peak_mib`` for every role, then ``cpu_problems``.
+    """
+    columns: dict[str, object] = {}
+    for role, samples in measured.items():
+        cpu = samples.cpu
+        columns[f"{role}_cpu_seconds"] = None if cpu.seconds is None else round(cpu.seconds, 3)
+        columns[f"{role}_cpu_percent"] = None if cpu.percent is None else round(cpu.percent, 1)
+        peak = max(samples.memory) / 2**20 if samples.memory else None
+        columns[f"{role}_memory_peak_mib"] = None if peak is None else round(peak, 1)
+    problems = [f"{role}: {samples.cpu.problem}" for role, samples in measured.items() if samples.cpu.problem]
+    columns["cpu_problems"] = "; ".join(problems)
+    return columns
 
 
 def _sample_memory(client: docker.DockerClient, container_id: str, stop: threading.Event, into: Samples) -> None:

@@ -3,8 +3,8 @@
 import pytest
 
 from orchestrator.matrix import TcpCell
-from orchestrator.summary import summarize_cell
-from orchestrator.telemetry import CpuUsage, Samples, counter_ns, cpu_usage
+from orchestrator.summary import SUMMARY_FIELDS, summarize_cell
+from orchestrator.telemetry import CpuUsage, Samples, counter_ns, cpu_usage, figures
 
 
 def test_counter_readings_of_both_cgroup_versions_are_nanoseconds():
@@ -50,16 +50,25 @@ def test_no_wall_time_gives_seconds_but_no_percent():
     assert usage.problem
 
 
-def test_summary_row_carries_cpu_figures_and_the_reasons_for_missing_ones():
+def test_figures_are_columns_per_role_with_the_reasons_for_missing_ones():
+    server = Samples(memory=[40 * 2**20, 41 * 2**20], cpu=cpu_usage(0, 30_000_123, wall_seconds=0.2))
+    client = Samples(cpu=cpu_usage(10, 5, wall_seconds=0.2))
+    columns = figures({"server": server, "client": client})
+    assert columns == {
+        "server_cpu_seconds": 0.03, "server_cpu_percent": 15.0, "server_memory_peak_mib": 41.0,
+        "client_cpu_seconds": None, "client_cpu_percent": None,
+        "client_memory_peak_mib": None,  # no memory sample: left empty, not guessed
+        "cpu_problems": "client: CPU counter went backwards (the container restarted during the cell)",
+    }  # fmt: skip
+
+
+def test_summary_row_carries_the_figures():
     cell = TcpCell(number=1, op="upload", volume=2**20, clients=1, server_workers=1, server_pool="thread")
     client_row = {"client": "1", "status": "ok", "seconds": "0.1", "start": "1", "end": "1.1", "bytes": "1048576",
                   "throughput_bps": "10485760"}  # fmt: skip
-    server = Samples(memory=[40 * 2**20], cpu=cpu_usage(0, 30_000_000, wall_seconds=0.2))
-    client = Samples(cpu=cpu_usage(10, 5, wall_seconds=0.2))
-    telemetry = {**server.summary("server"), **client.summary("client")}
-    row = summarize_cell(cell, [client_row], [{"status": "ok"}], telemetry)
+    measured = {"server": Samples(cpu=cpu_usage(0, 30_000_000, 0.2)), "client": Samples(cpu=cpu_usage(None, 5, 0.2))}
+    row = summarize_cell(cell, [client_row], [{"status": "ok"}], figures(measured))
     assert (row["server_cpu_seconds"], row["server_cpu_percent"]) == (0.03, 15.0)
-    assert row["server_memory_peak_mib"] == 40.0
-    assert row["client_cpu_seconds"] is None and row["client_cpu_percent"] is None
-    assert row["cpu_problems"].startswith("client: CPU counter went backwards")
-    assert row["client_memory_peak_mib"] is None  # no memory sample: left empty, not guessed
+    assert row["client_cpu_seconds"] is None
+    assert row["cpu_problems"] == "client: CPU counter not read at the start"
+    assert set(row) == set(SUMMARY_FIELDS)
