@@ -37,7 +37,9 @@ import selectors
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from app import json_protocol, protocol
@@ -58,6 +60,7 @@ ROW_FIELDS = [
     "status", "error", "local_port", "sha256", "protocol", "peak_rss_kib",
 ]  # fmt: skip
 PORTS = {"stream": protocol.STREAM_PORT, "json": json_protocol.JSON_PORT}
+DEFAULT_HOST = "alpine-1"  # the lab's server node, by its name on the lab's network
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,29 @@ def _until(sock: socket.socket, deadline: float) -> None:
     if remaining <= 0:
         raise TimeoutError
     sock.settimeout(remaining)
+
+
+class ServerError(TransferError):
+    """The server answered ERROR; the message gives its reason."""
+
+    def __init__(self, reason: object) -> None:
+        super().__init__(f"server: {reason}")
+
+
+class MismatchError(TransferError):
+    """The bytes are not the expected ones: a checksum or a size differs."""
+
+
+# Where received file bytes go, piece by piece (a piece is only valid during the call).
+Sink = Callable[[bytes | memoryview], object]
+
+
+def check_name(name: str) -> str:
+    """``name`` if both protocols can carry it as a file name; ProtocolError otherwise."""
+    protocol.check_filename(name)
+    if len(name.split()) != 1:
+        raise protocol.ProtocolError("both protocols separate words by blanks, so a name cannot contain one")
+    return name
 
 
 def _read_reply(sock: socket.socket, deadline: float) -> tuple[bool, str, bytes]:
@@ -176,7 +202,7 @@ def _upload(sock: socket.socket, job: Transfer, deadline: float) -> int:
     sock.sendall(header)
     ok, text, _ = _read_reply(sock, deadline)
     if not ok:
-        raise TransferError(f"server: {text}")
+        raise ServerError(text)
     try:
         sent = len(header) + _send_base64(sock, job, deadline)
     except (BrokenPipeError, ConnectionResetError):
@@ -186,53 +212,74 @@ def _upload(sock: socket.socket, job: Transfer, deadline: float) -> int:
             ok, text, _ = _read_reply(sock, min(deadline, time.monotonic() + 1))
         except (OSError, TransferError):
             raise ConnectionResetError("the server closed the connection during the upload") from None
-        raise TransferError(f"server: {text}") from None
+        raise ServerError(text) from None
     ok, text, _ = _read_reply(sock, deadline)
     if not ok:
-        raise TransferError(f"server: {text}")
+        raise ServerError(text)
     return sent
 
 
-def _download(sock: socket.socket, job: Transfer, deadline: float) -> int:
-    """Receive the file, hash it, compare; returns the wire bytes received."""
-    request = protocol.get_header(job.name)
+def stream_get(sock: socket.socket, name: str, deadline: float, sink: Sink | None = None) -> tuple[int, str, int]:
+    """``GET <name>`` in the streaming dialect; returns (file bytes, their sha256, wire bytes).
+
+    The file's bytes go to ``sink`` as they arrive; all ``OK <size>`` announced must come.
+    """
+    request = protocol.get_header(name)
     _until(sock, deadline)
     sock.sendall(request)
     ok, text, first = _read_reply(sock, deadline)
     if not ok:
-        raise TransferError(f"server: {text}")
+        raise ServerError(text)
     if not text.isdigit():
         raise TransferError(f"bad size in answer: {text!r}")
     size = int(text)
+    if len(first) > size:
+        raise TransferError(f"server sent more than the {size} bytes it announced")
     hasher = hashlib.sha256(first)
     received = len(first)
-    keep = open(job.keep_path(), "wb") if job.keep_dir else None
-    try:
-        if keep:
-            keep.write(first)
-        buffer = bytearray(DOWNLOAD_CHUNK)
-        view = memoryview(buffer)
-        # Hot loop: recv_into a reused buffer and hash in C; per chunk, not per byte.
-        while received < size:
-            _until(sock, deadline)
-            count = sock.recv_into(view, min(DOWNLOAD_CHUNK, size - received))
-            if not count:
-                raise TransferError(f"connection closed after {received} of {size} bytes")
-            hasher.update(view[:count])
-            if keep:
-                keep.write(view[:count])
-            received += count
-    finally:
-        if keep:
-            keep.close()
+    if sink and first:
+        sink(first)
+    buffer = bytearray(DOWNLOAD_CHUNK)
+    view = memoryview(buffer)
+    # Hot loop: recv_into a reused buffer and hash in C; nothing per byte.
+    while received < size:
+        _until(sock, deadline)
+        count = sock.recv_into(view, min(DOWNLOAD_CHUNK, size - received))
+        if not count:
+            raise TransferError(f"connection closed after {received} of {size} bytes")
+        hasher.update(view[:count])
+        if sink:
+            sink(view[:count])
+        received += count
+    return size, hasher.hexdigest(), len(request) + size
+
+
+def _check_download(job: Transfer, size: int, digest: str) -> None:
     if size != job.size:
-        raise TransferError(f"size mismatch: server sent {size} bytes, expected {job.size}")
-    if hasher.hexdigest() != job.sha256:
-        raise TransferError("checksum mismatch: received bytes differ from the reference")
-    return len(request) + size
+        raise MismatchError(f"size mismatch: server sent {size} bytes, expected {job.size}")
+    if digest != job.sha256:
+        raise MismatchError("checksum mismatch: received bytes differ from the reference")
 
 
-def _read_json_answer(sock: socket.socket, deadline: float) -> dict[str, object]:
+def _download(sock: socket.socket, job: Transfer, deadline: float) -> int:
+    """Receive the file, hash it, compare; returns the wire bytes received."""
+    with _kept_copy(job) as keep:
+        size, digest, wire = stream_get(sock, job.name, deadline, keep)
+    _check_download(job, size, digest)
+    return wire
+
+
+@contextmanager
+def _kept_copy(job: Transfer) -> Iterator[Sink | None]:
+    """A writer into the kept copy of a download (``--keep``), or None."""
+    if not job.keep_dir:
+        yield None
+        return
+    with open(job.keep_path(), "wb") as kept:
+        yield kept.write
+
+
+def read_json_answer(sock: socket.socket, deadline: float) -> dict[str, object]:
     """Receive one small JSON answer (not a GET's): at most MAX_KEPT_ANSWER bytes are kept."""
     parser = json_protocol.AnswerParser()
     while not parser.done:  # bounded: the parser refuses an answer larger than its limit
@@ -248,9 +295,9 @@ def _read_json_answer(sock: socket.socket, deadline: float) -> dict[str, object]
     return parser.answer
 
 
-def _check_json_status(answer: dict[str, object]) -> None:
+def check_json_status(answer: dict[str, object]) -> None:
     if answer.get("status") != "OK":
-        raise TransferError(f"server: {answer.get('data')}")
+        raise ServerError(answer.get("data"))
 
 
 def _json_upload(sock: socket.socket, job: Transfer, deadline: float) -> int:
@@ -262,19 +309,22 @@ def _json_upload(sock: socket.socket, job: Transfer, deadline: float) -> int:
     _until(sock, deadline)
     sock.sendall(protocol.TERMINATOR)
     sent += len(protocol.TERMINATOR)
-    answer = _read_json_answer(sock, deadline)
-    _check_json_status(answer)
+    answer = read_json_answer(sock, deadline)
+    check_json_status(answer)
     stored = answer.get("sha256")
     if stored is None:
         raise TransferError("cannot verify the upload: the server's answer has no sha256")
     if stored != job.sha256:
-        raise TransferError(f"checksum mismatch: the server stored bytes with sha256 {stored}")
+        raise MismatchError(f"checksum mismatch: the server stored bytes with sha256 {stored}")
     return sent
 
 
-def _json_download(sock: socket.socket, job: Transfer, deadline: float) -> int:
-    """``GET <name>``; decode ``data_file`` while it arrives, hash it, compare. Returns wire bytes."""
-    request = json_protocol.request("GET", job.name)
+def json_get(sock: socket.socket, name: str, deadline: float, sink: Sink | None = None) -> tuple[int, str, int]:
+    """``GET <name>`` in the JSON protocol; returns (file bytes, their sha256, wire bytes).
+
+    ``data_file`` is decoded while it arrives and its bytes go to ``sink``.
+    """
+    request = json_protocol.request("GET", name)
     _until(sock, deadline)
     sock.sendall(request)
     parser = json_protocol.AnswerParser("data_file")
@@ -282,41 +332,39 @@ def _json_download(sock: socket.socket, job: Transfer, deadline: float) -> int:
     hasher = hashlib.sha256()
     received = 0
     wire = len(request)
-    keep = None
-    try:
-        while not parser.done:  # bounded by the deadline; each round receives at least a byte
-            _until(sock, deadline)
-            data = sock.recv(DOWNLOAD_CHUNK)
-            if not data:
-                raise TransferError(f"connection closed after {received} bytes, before the end of the answer")
-            wire += len(data)
-            # Hot loop: the parser hands out the base64 as a view; decode and hash in C.
-            try:
-                decoded = decoder.feed(parser.feed(data))
-            except json_protocol.AnswerError as exc:
-                raise TransferError(f"bad answer: {exc}") from None
-            except Base64Error:
-                raise TransferError("bad answer: data_file is not valid base64") from None
-            hasher.update(decoded)
-            if job.keep_dir and decoded:
-                keep = keep or open(job.keep_path(), "wb")
-                keep.write(decoded)
-            received += len(decoded)
-    finally:
-        if keep:
-            keep.close()
+    while not parser.done:  # bounded by the deadline; each round receives at least a byte
+        _until(sock, deadline)
+        data = sock.recv(DOWNLOAD_CHUNK)
+        if not data:
+            raise TransferError(f"connection closed after {received} bytes, before the end of the answer")
+        wire += len(data)
+        # Hot loop: the parser hands out the base64 as a view; decode and hash in C.
+        try:
+            decoded = decoder.feed(parser.feed(data))
+        except json_protocol.AnswerError as exc:
+            raise TransferError(f"bad answer: {exc}") from None
+        except Base64Error:
+            raise TransferError("bad answer: data_file is not valid base64") from None
+        hasher.update(decoded)
+        if sink and decoded:
+            sink(decoded)
+        received += len(decoded)
     assert parser.answer is not None
-    _check_json_status(parser.answer)
+    check_json_status(parser.answer)
     try:
         decoder.finish()
     except Base64Error:
         raise TransferError("bad answer: data_file is not valid base64") from None
-    if parser.answer.get("data_namafile") != job.name:
+    if parser.answer.get("data_namafile") != name:
         raise TransferError(f"wrong file in answer: {parser.answer.get('data_namafile')!r}")
-    if received != job.size:
-        raise TransferError(f"size mismatch: server sent {received} bytes, expected {job.size}")
-    if hasher.hexdigest() != job.sha256:
-        raise TransferError("checksum mismatch: received bytes differ from the reference")
+    return received, hasher.hexdigest(), wire
+
+
+def _json_download(sock: socket.socket, job: Transfer, deadline: float) -> int:
+    """``GET <name>``; decode ``data_file`` while it arrives, hash it, compare. Returns wire bytes."""
+    with _kept_copy(job) as keep:
+        size, digest, wire = json_get(sock, job.name, deadline, keep)
+    _check_download(job, size, digest)
     return wire
 
 
@@ -406,11 +454,9 @@ def prepare(args: argparse.Namespace) -> Transfer:
     name = args.name or os.path.basename(path)
     option = "--name" if args.name else "the file's name (choose another with --name)"
     try:
-        protocol.check_filename(name)
+        check_name(name)
     except protocol.ProtocolError as exc:
         raise UsageError(f"{option}: {exc}") from None
-    if len(name.split()) != 1:
-        raise UsageError(f"{option}: both protocols separate words by blanks, so a name cannot contain one")
     if args.keep:
         try:
             os.makedirs(args.keep, exist_ok=True)
@@ -433,7 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="file name on the server (default: the local file's name)")
     parser.add_argument("--clients", type=int, default=1, help="concurrent clients (default 1)")
     parser.add_argument("--pool", choices=["thread", "process"], default="thread", help="client concurrency model")
-    parser.add_argument("--host", default="alpine-1", help="server address (default alpine-1, the lab's server)")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST}, the lab's server)"
+    )
     parser.add_argument(
         "--protocol", choices=["stream", "json"], default="stream", help="wire protocol (default stream)"
     )

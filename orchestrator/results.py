@@ -180,11 +180,26 @@ class RunFolder:
         return read_csv(self.path / "summary.csv")
 
     def drop_unfinished(self) -> None:
-        """Remove rows of a cell that was cut off before its summary was written."""
+        """Ready the CSV files for a resumed run to append to.
+
+        Rows of a cell that was cut off before its summary was written are
+        removed. A file written by an older version with fewer columns is
+        rewritten with today's (its rows keep their values; the new columns
+        stay empty), so appended rows never land under the wrong header.
+        """
         done = {row["cell_id"] for row in self.finished_cells()}
-        for name in ("clients.csv", "server.csv"):
+        for name, fields in MERGED_FIELDS.items():
             path = self.path / name
+            if not path.is_file():
+                continue
+            with path.open(newline="", encoding="utf-8") as f:
+                header = next(csv.reader(f), [])
+            if unknown := [column for column in header if column not in fields]:
+                raise LabError(
+                    f"{path} has columns this version does not write ({', '.join(unknown)}); "
+                    "it cannot be resumed: start a new run"
+                )
             rows = read_csv(path)
-            kept = [row for row in rows if row.get("cell_id") in done]
-            if len(kept) != len(rows):
-                write_csv(path, MERGED_FIELDS[name], kept)
+            kept = rows if name == "summary.csv" else [row for row in rows if row.get("cell_id") in done]
+            if len(kept) != len(rows) or header != fields:
+                write_csv(path, fields, kept)

@@ -25,7 +25,7 @@ from orchestrator.nodes import ExecResult, Lab
 from orchestrator.results import RunFolder, read_csv
 from orchestrator.settings import CLIENT_NODE, JSON_PORT, SERVER_NODE, SERVER_PORT
 from orchestrator.summary import summarize_cell
-from orchestrator.telemetry import sampling
+from orchestrator.telemetry import figures, sampling
 
 STRESS_EXIT_OK = (0, 3)  # 3: the client ran, and some transfers failed (they are in its CSV)
 DISK_MARGIN = 256 * 2**20  # keep this much free beyond what a cell needs (an eighth of a smaller disk)
@@ -185,8 +185,7 @@ def run_tcp_cell(lab: Lab, folder: RunFolder, cell: TcpCell, keep_downloads: boo
     if cause or len(client_rows) < cell.clients:
         client_rows += missing_rows(cell, client_rows, cause or "the stress client wrote no row for this client")
     server_rows = [{"cell": str(cell.number), **row} for row in read_csv(folder.cell_dir(cell) / "server.csv")]
-    telemetry = {**samples["server"].summary("server"), **samples["client"].summary("client")}
-    summary = summarize_cell(cell, client_rows, server_rows, telemetry)
+    summary = summarize_cell(cell, client_rows, server_rows, figures(samples))
     folder.append_cell(cell.id, client_rows, server_rows, summary)
     return summary
 

@@ -21,12 +21,18 @@ from orchestrator.matrix import TcpCell
 
 MIB = 1024 * 1024
 
+# Resources of the server and client containers (see orchestrator/telemetry.py).
+TELEMETRY_FIELDS = (
+    "server_cpu_seconds", "client_cpu_seconds", "server_cpu_percent", "client_cpu_percent", "server_memory_peak_mib",
+    "client_memory_peak_mib",
+)  # fmt: skip
+
 SUMMARY_FIELDS = [
     "cell_id", "number", "repeat", "operation", "protocol", "volume_bytes", "client_workers", "server_workers",
     "server_pool", "client_pool", "time_per_client_mean_s", "time_per_client_p50_s", "time_per_client_p95_s",
     "time_per_client_max_s", "throughput_per_client_mean_mibps", "aggregate_mibps", "wire_bytes_per_client",
     "clients_ok", "clients_failed", "server_ok", "server_failed", "server_peak_rss_mib", "client_peak_rss_mib",
-    "server_cpu_percent", "client_cpu_percent", "server_memory_peak_mib", "client_memory_peak_mib", "errors",
+    *TELEMETRY_FIELDS, "errors", "cpu_problems",
 ]  # fmt: skip
 
 # The course report's columns (SEED-FACTS section 2), verbatim, for --lang id.
@@ -70,9 +76,12 @@ def summarize_cell(
     cell: TcpCell,
     clients: Sequence[Row],
     server: Sequence[Row],
-    telemetry: Mapping[str, float | None] | None = None,
+    telemetry: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    """One summary row from a cell's client rows, the server's outcome rows and resource samples."""
+    """One summary row from a cell's client rows, the server's outcome rows and resource figures.
+
+    ``telemetry`` is what ``telemetry.figures`` gives for the roles ``server`` and ``client``.
+    """
     ok = [row for row in clients if row.get("status") == "ok"]
     server_ok = [row for row in server if row.get("status") == "ok"]
     seconds = [float(row["seconds"]) for row in ok]
@@ -108,11 +117,9 @@ def summarize_cell(
         "server_failed": len(server) - len(server_ok),
         "server_peak_rss_mib": _peak_mib(server),
         "client_peak_rss_mib": _peak_mib(clients),
-        "server_cpu_percent": _round(telemetry.get("server_cpu_percent"), 1),
-        "client_cpu_percent": _round(telemetry.get("client_cpu_percent"), 1),
-        "server_memory_peak_mib": _round(telemetry.get("server_memory_peak_mib"), 1),
-        "client_memory_peak_mib": _round(telemetry.get("client_memory_peak_mib"), 1),
+        **{key: telemetry.get(key) for key in TELEMETRY_FIELDS},
         "errors": describe_errors([*clients, *server_errors]),
+        "cpu_problems": telemetry.get("cpu_problems", ""),
     }
 
 

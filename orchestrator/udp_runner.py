@@ -28,6 +28,7 @@ from orchestrator.errors import LabError, MatrixError
 from orchestrator.matrix import UdpCell
 from orchestrator.nodes import ExecResult, Lab, Node
 from orchestrator.results import RunFolder, read_csv
+from orchestrator.telemetry import figures, sampling
 from orchestrator.udp_summary import SUMMARY_FIELDS, UDP_FIELDS, describe_cell, merge_cell, summarize_udp
 
 SENDER_NODE = "alpine-2"
@@ -141,11 +142,36 @@ def run_udp_cell(lab: Lab, folder: RunFolder, cell: UdpCell) -> list[dict[str, o
     sender = lab.node(SENDER_NODE)
     sender.check(["rm", "-rf", remote])  # a cell run again (e.g. after --resume) starts clean
     sender.check(["mkdir", "-p", remote])
-    budget, receiver_limit = time_limits(cell)
+    receiver_limit = time_limits(cell)[1]
     runs = {}
+    containers = {name: lab.node(name).container.id for name in (SENDER_NODE, *RECEIVER_NODES)}
     for name in RECEIVER_NODES:
         command = receiver_command(cell, name, remote, receiver_limit)
         runs[name] = ReceiverRun(lab.node(name), command, cell.idle_timeout + receiver_limit + 10)
+    with sampling(lab.client, containers) as samples:  # from the receivers' start to their end
+        problems = _run_programs(lab, cell, runs, remote)
+    local = folder.path / "udp-cells"
+    sender.fetch(remote, local)
+    receivers = {}
+    for name in RECEIVER_NODES:
+        rows = read_csv(local / cell.id / f"receiver-{name}.csv")
+        receivers[name] = rows[0] if rows else None
+    sender_rows = read_csv(local / cell.id / "sender.csv")
+    if cell.model == "broadcast":
+        destinations = {name: f"{prefix}.255" for name in RECEIVER_NODES}
+    else:
+        destinations = {name: f"{prefix}.{octet}" for name, octet in RECEIVER_NODES.items()}
+    rows = merge_cell(cell, destinations, receivers, sender_rows, problems)
+    for row in rows:  # the sender's container and this receiver's
+        row.update(figures({"sender": samples[SENDER_NODE], "receiver": samples[str(row["receiver"])]}))
+    return rows
+
+
+def _run_programs(lab: Lab, cell: UdpCell, runs: dict[str, ReceiverRun], remote: str) -> dict[str, str]:
+    """Start the receivers, run the sender, wait for the receivers; returns the problems seen (by node)."""
+    prefix = lab.settings.net_prefix
+    sender = lab.node(SENDER_NODE)
+    budget, receiver_limit = time_limits(cell)
     for run in runs.values():
         run.start()
     problems: dict[str, str] = {}
@@ -154,10 +180,6 @@ def run_udp_cell(lab: Lab, folder: RunFolder, cell: UdpCell) -> list[dict[str, o
         if not run.wait_ready(max(0.0, deadline - time.monotonic())):
             problems[name] = run.finished_with() or f"{name}: receiver did not start listening in {READY_WAIT:g}s"
 
-    if cell.model == "broadcast":
-        destinations = {name: f"{prefix}.255" for name in RECEIVER_NODES}
-    else:
-        destinations = {name: f"{prefix}.{octet}" for name, octet in RECEIVER_NODES.items()}
     command = [
         "python", "-m", "app.udp_sender", "--model", cell.model, "--port", str(UDP_PORT),
         "--broadcast", f"{prefix}.255", "--payload", str(cell.payload), "--framing", cell.framing,
@@ -178,14 +200,7 @@ def run_udp_cell(lab: Lab, folder: RunFolder, cell: UdpCell) -> list[dict[str, o
         problem = run.join(receiver_limit + 20)
         if problem and name not in problems:
             problems[name] = problem
-    local = folder.path / "udp-cells"
-    sender.fetch(remote, local)
-    receivers = {}
-    for name in RECEIVER_NODES:
-        rows = read_csv(local / cell.id / f"receiver-{name}.csv")
-        receivers[name] = rows[0] if rows else None
-    sender_rows = read_csv(local / cell.id / "sender.csv")
-    return merge_cell(cell, destinations, receivers, sender_rows, problems)
+    return problems
 
 
 def _clock(seconds: float) -> str:

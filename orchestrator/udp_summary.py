@@ -25,12 +25,16 @@ UDP_FIELDS = [
     "transfer_id", "run_seconds", "send_seconds", "receive_seconds", "expected_datagrams", "datagrams",
     "unique_datagrams", "lost", "duplicates", "out_of_order", "end_markers", "malformed", "kernel_drops",
     "bytes", "expected_bytes", "expected_sha256", "sha256", "intact", "status", "stopped", "error",
+    # the containers of the sender and of this receiver while the cell ran (orchestrator/telemetry.py)
+    "sender_cpu_seconds", "sender_cpu_percent", "sender_memory_peak_mib", "receiver_cpu_seconds",
+    "receiver_cpu_percent", "receiver_memory_peak_mib", "cpu_problems",
 ]  # fmt: skip
 
 SUMMARY_FIELDS = [
     "model", "payload", "framing", "rate", "receiver", "runs", "expected_datagrams", "run_seconds_mean",
     "run_seconds_sd", "send_seconds_mean", "receive_seconds_mean", "datagrams", "lost", "loss_percent",
-    "duplicates", "out_of_order", "kernel_drops", "intact", "failed", "errors",
+    "duplicates", "out_of_order", "kernel_drops", "intact", "failed", "errors", "sender_cpu_seconds_mean",
+    "receiver_cpu_seconds_mean",
 ]  # fmt: skip
 
 Row = Mapping[str, object]
@@ -143,6 +147,8 @@ def summarize_udp(rows: Sequence[Row]) -> list[dict[str, object]]:
             "intact": sum(1 for r in members if r.get("intact") == "true"),
             "failed": sum(1 for r in members if r.get("intact") != "true"),
             "errors": "; ".join(errors)[:500],
+            "sender_cpu_seconds_mean": _round(_mean([_float(r.get("sender_cpu_seconds")) for r in members]), 3),
+            "receiver_cpu_seconds_mean": _round(_mean([_float(r.get("receiver_cpu_seconds")) for r in members]), 3),
         })  # fmt: skip
     return summaries
 

@@ -328,8 +328,8 @@ def resources(cells: Sequence[Cell], path: Path) -> Path | None:
     if rss:
         memory_axes.scatter(*zip(*rss, strict=True), marker="_", s=120, color="black", label="server process peak RSS")
         memory_axes.legend(fontsize=8)
-    cpu_axes.set_title("Server and client containers while each cell ran (docker stats, 1 s samples)", fontsize=12)
-    memory_axes.set_xlabel("cell number (cells shorter than a second may have no sample)")
+    cpu_axes.set_title("Server and client containers while each cell ran (CPU: cgroup counters)", fontsize=12)
+    memory_axes.set_xlabel("cell number (memory: docker stats, 1 s samples; a shorter cell may have none)")
     memory_axes.set_xticks(xs)
     memory_axes.set_xticklabels([str(c.number) for c in cells], fontsize=7, rotation=90 if len(cells) > 40 else 0)
     return _save(figure, path)

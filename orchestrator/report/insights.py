@@ -298,8 +298,7 @@ def resource_claims(cells: Sequence[Cell]) -> list[str]:
         busiest = max(cpu, key=lambda c: c.server_cpu or 0.0)
         claims.append(
             f"The busiest server used {busiest.server_cpu:.0f} % of one core on average, in cell "
-            f"{busiest.number} ({busiest.label}); {len(cpu)} of {plural(len(cells), 'cell')} lasted long "
-            "enough for a CPU sample."
+            f"{busiest.number} ({busiest.label}); {len(cpu)} of {plural(len(cells), 'cell')} have a CPU figure."
         )
     return claims
 

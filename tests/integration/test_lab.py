@@ -36,6 +36,10 @@ def test_tiny_matrix_every_cell_succeeds_and_both_sides_agree(lab, tmp_path):
         assert (int(s["clients_ok"]), int(s["clients_failed"])) == (clients, 0), s
         assert (int(s["server_ok"]), int(s["server_failed"])) == (clients, 0), s
         assert float(s["throughput_per_client_mean_mibps"]) > 0
+        # Every cell, however short, has its containers' CPU from their cgroup counters.
+        assert float(s["server_cpu_seconds"]) > 0 and float(s["client_cpu_seconds"]) > 0, s
+        assert float(s["server_cpu_percent"]) > 0 and float(s["client_cpu_percent"]) > 0, s
+        assert s["cpu_problems"] == "", s
 
     digest = expected_digest(3 * 2**20)
     client_rows = read_csv(run / "clients.csv")

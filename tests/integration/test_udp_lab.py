@@ -52,6 +52,9 @@ def test_every_model_delivers_an_intact_file_to_both_receivers(lab, tmp_path):
         assert row["destination"] == f"{prefix}.{octet}"
         received = run / "udp-cells" / row["cell_id"] / f"{row['receiver']}.png"
         assert received.read_bytes() == sample_png()
+        # CPU of the sender's and this receiver's containers over the cell, from their cgroup counters.
+        assert float(row["sender_cpu_seconds"]) > 0 and float(row["receiver_cpu_seconds"]) > 0, row
+        assert float(row["sender_cpu_percent"]) > 0 and row["cpu_problems"] == "", row
     # The table: every model with each receiver's time, loss and integrity beside the total.
     table = [line for line in done.stdout.splitlines() if line.startswith("|")]
     assert "alpine-1 lost" in table[0] and "alpine-3 intact" in table[0]

@@ -5,7 +5,7 @@ import pytest
 
 from orchestrator.errors import LabError, UsageError
 from orchestrator.matrix import parse_matrix
-from orchestrator.results import RunFolder, RunState, check_run_id, new_run_id, read_csv
+from orchestrator.results import MERGED_FIELDS, RunFolder, RunState, check_run_id, new_run_id, read_csv, write_csv
 
 MATRIX = parse_matrix(
     {"tcp": {"operations": "upload", "volumes": "1MiB", "clients": 2, "server_workers": 1, "server_pools": "thread"}},
@@ -87,3 +87,22 @@ def test_unsafe_run_ids_are_refused(tmp_path, run_id):
 @pytest.mark.parametrize("run_id", ["20261121-093000-quick", "my.run_2", "A", "a" * 128])
 def test_safe_run_ids_are_accepted(run_id):
     assert check_run_id(run_id) == run_id
+
+
+def test_a_resumed_run_of_an_older_version_gets_the_new_columns(tmp_path):
+    folder = make_folder(tmp_path)
+    old_fields = [f for f in MERGED_FIELDS["summary.csv"] if f not in ("server_cpu_seconds", "cpu_problems")]
+    write_csv(folder.path / "summary.csv", old_fields, [{"cell_id": "c1", "number": 1, "server_cpu_percent": 12.5}])
+    folder.drop_unfinished()
+    folder.append("summary.csv", [{"cell_id": "c2", "number": 2, "server_cpu_seconds": 0.25}])
+    first, second = read_csv(folder.path / "summary.csv")
+    assert (first["cell_id"], first["server_cpu_percent"], first["server_cpu_seconds"]) == ("c1", "12.5", "")
+    assert (second["cell_id"], second["server_cpu_seconds"], second["server_cpu_percent"]) == ("c2", "0.25", "")
+
+
+def test_a_file_with_columns_this_version_does_not_know_is_not_resumed(tmp_path):
+    folder = make_folder(tmp_path)
+    write_csv(folder.path / "summary.csv", ["cell_id", "mystery"], [{"cell_id": "c1", "mystery": "x"}])
+    with pytest.raises(LabError, match="mystery"):
+        folder.drop_unfinished()
+    assert read_csv(folder.path / "summary.csv") == [{"cell_id": "c1", "mystery": "x"}]  # left as it was

@@ -79,6 +79,17 @@ def test_summary_over_repeats():
     assert summaries["alpine-3"]["loss_percent"] == pytest.approx(100 * 100 / (2 * 12371), abs=1e-3)
 
 
+def test_summary_has_the_mean_cpu_seconds_of_the_sender_and_each_receiver():
+    rows = [*rows_of(cell(repeat=1), 0.5), *rows_of(cell(repeat=2), 0.7)]
+    for row, (sender, receiver) in zip(rows, [(0.1, 0.02), (0.1, 0.04), (0.3, 0.02), (0.3, 0.04)], strict=True):
+        row.update(sender_cpu_seconds=sender, receiver_cpu_seconds=receiver)
+    rows[3]["receiver_cpu_seconds"] = None  # a figure that could not be had is not counted as 0
+    summaries = {s["receiver"]: s for s in summarize_udp(rows)}
+    assert summaries["alpine-1"]["sender_cpu_seconds_mean"] == pytest.approx(0.2)
+    assert summaries["alpine-1"]["receiver_cpu_seconds_mean"] == pytest.approx(0.02)
+    assert summaries["alpine-3"]["receiver_cpu_seconds_mean"] == pytest.approx(0.04)
+
+
 def test_table_is_the_courses_conclusion_with_receivers_beside_it():
     rows = []
     for number, (model, payload) in enumerate([("process", 1), ("thread", 1), ("thread", 1024), ("broadcast", 1)]):
