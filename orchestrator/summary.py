@@ -256,7 +256,8 @@ COURSE_COLUMNS = [
     Column("Clients ok/failed", short="Client ok/fail", show=lambda s: f"{s['clients_ok']}/{s['clients_failed']}"),
     Column("Server ok/failed", short="Server ok/fail", show=lambda s: f"{s['server_ok']}/{s['server_failed']}"),
 ]
-# How the clients' times spread, and the figures that are not per client.
+# How the clients' times spread, the figures that are not per client, and the resources used.
+# A column no cell has a figure for is left out, so a column added here shows only in runs that have it.
 DETAIL_COLUMNS = [
     NUMBER,
     Column("Time/client p50 s", "time_per_client_p50_s", 3, short="p50 s"),
@@ -264,10 +265,16 @@ DETAIL_COLUMNS = [
     Column("Time/client max s", "time_per_client_max_s", 3, short="max s"),
     Column("Mean of client rates MiB/s", "throughput_per_client_mean_mibps", 2, short="Mean of rates MiB/s"),
     Column("Aggregate MiB/s", "aggregate_mibps", 2),
-    Column("Server peak RSS MiB", "server_peak_rss_mib", 1, short="Server RSS MiB"),
-    Column("Client peak RSS MiB", "client_peak_rss_mib", 1, short="Client RSS MiB"),
+    # Resources: docker stats of the containers while the cell ran, and the processes' own peak RSS.
+    Column("Server CPU %", "server_cpu_percent", 1),
+    Column("Client CPU %", "client_cpu_percent", 1),
+    Column("Server memory peak MiB", "server_memory_peak_mib", 1, short="Server mem MiB"),
+    Column("Client memory peak MiB", "client_memory_peak_mib", 1, short="Client mem MiB"),
+    Column("Server process peak RSS MiB", "server_peak_rss_mib", 1, short="Server RSS MiB"),
+    Column("Client process peak RSS MiB", "client_peak_rss_mib", 1, short="Client RSS MiB"),
 ]
-TABLES = {"Course columns": COURSE_COLUMNS, "Time spread and aggregate": DETAIL_COLUMNS}
+DETAILS = "Time spread, aggregate and resources"
+TABLES = {"Course columns": COURSE_COLUMNS, DETAILS: DETAIL_COLUMNS}
 TERMINAL_WIDTH = 120
 HEADER_WRAP = 13  # a terminal header's words are wrapped to lines of this width
 
