@@ -475,16 +475,28 @@ def original_comparison(matches: Sequence[Match], path: Path) -> Path | None:
     return _save(figure, path)
 
 
-def differences(labels: Sequence[str], changes: Mapping[str, Sequence[float | None]], path: Path, title: str) -> Path:
-    """Horizontal bars: the change (%) of each metric, one row per matched cell."""
-    height = max(3.0, 0.28 * len(labels) + 1.6)
+SHADES = {"better": "#2ca02c", "worse": "#d62728", "noise": "#b0b0b0", "same": "#b0b0b0"}
+
+
+def differences(
+    labels: Sequence[str], changes: Mapping[str, Sequence[tuple[float | None, str]]], path: Path, title: str
+) -> Path:
+    """Horizontal bars: the change (%) of each metric, one row per matched cell.
+
+    Each bar is coloured by what it means for that metric (``SHADES``):
+    green better (faster, more throughput), red worse, grey within the runs'
+    noise; the legend says so.
+    """
+    height = max(3.0, 0.28 * len(labels) + 1.9)
     figure = Figure(figsize=(6.0 * len(changes) + 2.6, height), layout="constrained")
     grid = figure.subplots(1, len(changes), squeeze=False, sharey=True)[0]
     ys = list(range(len(labels)))
+    used: set[str] = set()
     for axes, (metric, values) in zip(grid, changes.items(), strict=True):
-        shown = [v if v is not None else 0.0 for v in values]
-        colours = [COLOURS[2] if v > 0 else COLOURS[3] for v in shown]
-        axes.barh(ys, shown, color=colours)
+        shown = [v if v is not None else 0.0 for v, _ in values]
+        shades = [shade for _, shade in values]
+        used.update(shade for v, shade in zip(shown, shades, strict=True) if v)
+        axes.barh(ys, shown, color=[SHADES.get(shade, SHADES["same"]) for shade in shades])
         axes.axvline(0, color="black", linewidth=0.8)
         if not any(shown):
             axes.text(0.5, 0.5, "no difference", ha="center", va="center", transform=axes.transAxes)
@@ -495,11 +507,12 @@ def differences(labels: Sequence[str], changes: Mapping[str, Sequence[float | No
     grid[0].set_yticks(ys)
     grid[0].set_yticklabels(labels, fontsize=8)
     grid[0].invert_yaxis()
-    figure.legend(
-        handles=[Patch(color=COLOURS[2], label="higher in the second run"), Patch(color=COLOURS[3], label="lower")],
-        loc="outside lower center",
-        ncols=2,
-        fontsize=8,
-    )
+    legend = {
+        "better": "better in the second run (less time, more throughput)",
+        "worse": "worse in the second run (more time, less throughput)",
+        "noise": "within noise: the runs' repeat ranges overlap",
+    }
+    handles = [Patch(color=SHADES[k], label=text) for k, text in legend.items() if k in used or k != "noise"]
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
     figure.suptitle(title, fontsize=12)
     return _save(figure, path)
