@@ -48,3 +48,10 @@ def test_unreachable_docker_engine(tmp_path):
 def test_help_lists_exit_codes():
     done = orchestrate("--help")
     assert done.returncode == 0 and "Exit codes" in done.stdout
+
+
+def test_up_suggests_the_compose_command_this_machine_has():
+    from orchestrator.cli import up_hint
+
+    assert "`docker-compose exec alpine-2 " in up_hint(("docker-compose",))
+    assert "`docker compose exec alpine-2 " in up_hint(("docker", "compose"))
