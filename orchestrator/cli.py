@@ -155,9 +155,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             failed += sum(int(s["clients_failed"]) + int(s["server_failed"]) for s in summaries)  # type: ignore[call-overload]
         if udp_cells:
             udp_rows = run_udp(lab, folder, udp_cells, say)
-            table = render_udp_table(udp_rows)
-            report.append(f"## UDP sender to two receivers\n\n{table}\n")
-            print(f"\n{table}")
+            report.append(f"## UDP sender to two receivers\n\n{render_udp_table(udp_rows)}\n")
+            print(f"\n{render_udp_table(udp_rows, tablefmt='simple', width=TERMINAL_WIDTH)}")
             failed += count_failures(udp_rows)
     except KeyboardInterrupt:
         _record(lab, folder, state, "interrupted")

@@ -289,7 +289,7 @@ def _tabulate(rows: Sequence[Summary], columns: Sequence[Column], tablefmt: str,
     return tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True, colalign=align)
 
 
-def _fit(render: Callable[[Sequence[int]], str], count: int, width: int | None) -> list[str]:
+def fit_width(render: Callable[[Sequence[int]], str], count: int, width: int | None) -> list[str]:
     """``render(columns)`` of all ``count`` columns, split into tables of fewer columns (each keeping
     the first, the cell number) until each is at most ``width`` characters wide."""
 
@@ -303,7 +303,7 @@ def _fit(render: Callable[[Sequence[int]], str], count: int, width: int | None) 
     return split(range(count))
 
 
-def _wrap(header: str) -> str:
+def wrap_header(header: str) -> str:
     return "\n".join(textwrap.wrap(header, HEADER_WRAP, break_long_words=False))
 
 
@@ -325,7 +325,7 @@ def summary_tables(
         def render(chosen: Sequence[int], shown: Sequence[Column] = shown) -> str:
             return _tabulate(rows, [shown[i] for i in chosen], tablefmt, terminal)
 
-        found += [(title, text) for text in _fit(render, len(shown), width)]
+        found += [(title, text) for text in fit_width(render, len(shown), width)]
     return found
 
 
@@ -340,7 +340,7 @@ def render_table(
         parts = []
         for name, rows in laporan_tables(summaries).items():
             fields = laporan_fields(rows)
-            headers = [_wrap(h) for h in fields] if width is not None else fields
+            headers = [wrap_header(h) for h in fields] if width is not None else fields
 
             def render(
                 chosen: Sequence[int], rows: Sequence[Mapping[str, object]] = rows, fields=fields, headers=headers
@@ -348,7 +348,7 @@ def render_table(
                 body = [[row[fields[i]] for i in chosen] for row in rows]
                 return tabulate(body, headers=[headers[i] for i in chosen], tablefmt=tablefmt)
 
-            parts += [f"{name}\n\n{table}" for table in _fit(render, len(fields), width)]
+            parts += [f"{name}\n\n{table}" for table in fit_width(render, len(fields), width)]
         return "\n\n".join(parts)
     return "\n\n".join(f"{title}:\n\n{text}" for title, text in summary_tables(summaries, tablefmt, width))
 
