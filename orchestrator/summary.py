@@ -243,7 +243,7 @@ def _operation(s: Summary) -> str:
 
 
 NUMBER = Column("No", show=lambda s: s["number"])
-# The course report's columns, in its order (SEED-FACTS section 2), then the pool.
+# The course report's columns, in its order, then the pool.
 COURSE_COLUMNS = [
     NUMBER,
     Column("Operation", show=_operation, align="left"),

@@ -17,7 +17,7 @@ from tabulate import tabulate
 from orchestrator.matrix import UdpCell
 from orchestrator.summary import fit_width, wrap_header
 
-# The course report's total times at one byte per datagram (SEED-FACTS section 3;
+# The course report's total times at one byte per datagram (its UDP assignment;
 # its conclusion misprints them ten times smaller). It had no asyncio or broadcast run.
 COURSE_SECONDS = {"process": 0.885, "thread": 0.621, "process-pool": 0.859, "thread-pool": 0.662}
 

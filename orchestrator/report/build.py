@@ -287,7 +287,7 @@ def report_blocks(run: RunData, chart_dir: Path, matches: Sequence[Match]) -> li
             cells,
             "throughput",
             chart_dir / "throughput-per-client.png",
-            "Throughput per client (volume / mean time) against concurrent clients (thread pool | process pool)",
+            "Throughput per client (volume / mean time) against concurrent clients",
             "throughput per client (MiB/s)",
         )
         aggregate = charts.metric_grid(
