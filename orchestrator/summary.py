@@ -404,7 +404,7 @@ def _laporan_row(s: Summary, repeats: bool) -> dict[str, object]:
     time, throughput = s.get("time_per_client_mean_s"), s.get(THROUGHPUT)
     values: list[object] = [
         s["number"], _operation(s), course_volume(int(s["volume_bytes"])), int(s["volume_bytes"]),  # type: ignore[call-overload]
-        s["client_workers"], s["server_workers"], _round(_figure(_plain(time)), 4),
+        s["client_workers"], s["server_workers"], _round(_figure(_plain(time)), 6),
         _round(_figure(_plain(throughput)), 2), s["clients_ok"], s["clients_failed"], s["server_ok"],
         s["server_failed"],
     ]  # fmt: skip
@@ -412,7 +412,7 @@ def _laporan_row(s: Summary, repeats: bool) -> dict[str, object]:
     if repeats:
         spread = [time.sd, time.low, time.high] if isinstance(time, Spread) else [None, _figure(time), _figure(time)]
         sd = throughput.sd if isinstance(throughput, Spread) else None
-        extra = [s.get("repeats", 1), *(_round(v, 4) for v in spread), _round(sd, 2)]
+        extra = [s.get("repeats", 1), *(_round(v, 6) for v in spread), _round(sd, 2)]
         row.update(zip(LAPORAN_REPEAT_COLUMNS, extra, strict=True))
     return row
 
