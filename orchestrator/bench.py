@@ -95,7 +95,7 @@ def run_bench(lab: Lab, folder: RunFolder, say: Callable[[str], None], singles: 
         cell = TcpCell(number, op, VOLUME, clients, workers, pool, timeout=900, server_idle_timeout=120, repeat=repeat)
         summary = run_tcp_cell(lab, folder, cell)
         ok = f"{summary['clients_ok']}/{clients}"
-        say(f"  {cell.id}: {summary['throughput_per_client_mean_mibps']} MiB/s per client, "
+        say(f"  {cell.id}: {summary['throughput_per_client_mibps']} MiB/s per client, "
             f"{summary['aggregate_mibps']} MiB/s aggregate, {ok} ok")  # fmt: skip
         if summary["clients_failed"] or summary["server_failed"]:
             raise NodeError(f"benchmark cell {cell.id} had failed transfers: {summary['errors']}")
@@ -105,7 +105,7 @@ def run_bench(lab: Lab, folder: RunFolder, say: Callable[[str], None], singles: 
     for op in ("upload", "download"):
         say(f"single-client 100 MiB {op}, {singles} times")
         runs = [goodput(op, 1, 1, "thread", r) for r in range(1, singles + 1)]
-        single = median(float(s["throughput_per_client_mean_mibps"]) for s in runs)  # type: ignore[arg-type]
+        single = median(float(s["throughput_per_client_mibps"]) for s in runs)  # type: ignore[arg-type]
         figures[f"single_{op}_mibps"] = single
         for pool in ("thread", "process"):
             say(f"50 clients x 100 MiB {op}, server {pool} pool of 50")

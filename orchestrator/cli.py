@@ -12,6 +12,8 @@
     python orchestrate.py up                   build and start the lab, then exit
     python orchestrate.py down  (or --down)    stop the lab and remove its volumes
     python orchestrate.py report RUN_ID        rebuild a stored run's report.html from its CSV files
+    python orchestrate.py report RUN_ID --pdf  ... and print it to report.pdf (needs Chromium)
+    python orchestrate.py report RUN_ID --lang id   ... and the course's laporan-*.csv and laporan.html
     python orchestrate.py compare RUN_A RUN_B  cell-by-cell differences of two stored runs
     python orchestrate.py list                 the stored runs, with matrix, date and status
 
@@ -33,14 +35,16 @@ import docker.errors
 
 from orchestrator.bench import render_bench, run_bench
 from orchestrator.compare import compare_runs, comparison_blocks, write_comparison
+from orchestrator.compose import settings_compose_command
 from orchestrator.errors import LabError, MatrixError, UsageError
 from orchestrator.manifest import write_manifest
 from orchestrator.matrix import Matrix, load_matrix, parse_matrix, plan_cells
 from orchestrator.nodes import Lab
 from orchestrator.report import ReportError, build_report
+from orchestrator.report.build import write_laporan
 from orchestrator.report.catalog import list_runs, render_runs
 from orchestrator.report.load import find_run, load_run
-from orchestrator.report.render import to_markdown
+from orchestrator.report.render import to_text
 from orchestrator.results import (
     EXPERIMENTS,
     LANGUAGES,
@@ -49,11 +53,10 @@ from orchestrator.results import (
     RunState,
     check_run_id,
     new_run_id,
-    write_csv,
 )
 from orchestrator.runner import run_tcp
 from orchestrator.settings import load_settings
-from orchestrator.summary import SEED_HEADERS_ID, render_table, seed_csv_tables
+from orchestrator.summary import TERMINAL_WIDTH, render_table
 from orchestrator.udp_runner import run_udp
 from orchestrator.udp_summary import count_failures, render_udp_table
 
@@ -86,7 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shuffle", action="store_true", help="run the cells in random order (seed is recorded)")
     parser.add_argument("--seed", type=int, help="seed for --shuffle (default: random)")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run without redoing its cells")
-    parser.add_argument("--lang", choices=LANGUAGES, help="table headers: en (default), or id (course report)")
+    parser.add_argument(
+        "--lang",
+        choices=LANGUAGES,
+        help="id: also the course report's columns in Indonesian (laporan-*.csv, laporan.html); "
+        "for runs (kept by --resume) and report",
+    )
+    parser.add_argument("--pdf", action="store_true", help="report: also print report.pdf (needs Chromium)")
     parser.add_argument(
         "--keep-downloads", action="store_true", help="keep downloaded files (default: verify, discard)"
     )
@@ -169,18 +178,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if tcp_cells:
             new = run_tcp(lab, folder, todo, say, finished=len(done_ids), keep_downloads=state.keep_downloads)
             summaries = [*finished, *new]
-            table = render_table(summaries, lang=state.lang)
-            report.append(f"## TCP file server\n\n{table}\n")
-            print(table)
+            report.append(f"## TCP file server\n\n{render_table(summaries, lang=state.lang)}\n")
+            print(render_table(summaries, tablefmt="simple", lang=state.lang, width=TERMINAL_WIDTH))
             if state.lang == "id":
-                for name, rows in seed_csv_tables(summaries).items():
-                    write_csv(folder.path / name, SEED_HEADERS_ID, rows)
+                write_laporan(folder.path, summaries)
             failed += sum(int(s["clients_failed"]) + int(s["server_failed"]) for s in summaries)  # type: ignore[call-overload]
         if udp_cells:
             udp_rows = run_udp(lab, folder, udp_cells, say)
-            table = render_udp_table(udp_rows)
-            report.append(f"## UDP sender to two receivers\n\n{table}\n")
-            print(f"\n{table}")
+            report.append(f"## UDP sender to two receivers\n\n{render_udp_table(udp_rows)}\n")
+            print(f"\n{render_udp_table(udp_rows, tablefmt='simple', width=TERMINAL_WIDTH)}")
             failed += count_failures(udp_rows)
         (folder.path / "summary.md").write_text("\n".join(report))
         _record(lab, folder, state, "finished")
@@ -198,7 +204,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     wall = time.monotonic() - started
     print(f"\n{len(todo) + len(udp_cells)} cells in {wall:.0f} s; results in {folder.path}")
     try:
-        print(f"report: {build_report(folder)}")
+        print(f"report: {build_report(folder, lang=state.lang)}")
     except ReportError as exc:
         print(f"warning: no report: {exc}", file=sys.stderr)
     if failed:
@@ -237,9 +243,15 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    Lab(load_settings(ROOT), _say(args)).up()
-    print("lab is up: try `docker compose exec alpine-2 python -m app.stress_client --op upload --size 1MiB`")
+    settings = load_settings(ROOT)
+    Lab(settings, _say(args)).up()
+    print(up_hint(settings_compose_command(settings)))
     return 0
+
+
+def up_hint(compose: tuple[str, ...]) -> str:
+    """What to type next, with the Compose command this machine has (``docker compose`` or ``docker-compose``)."""
+    return f"lab is up: try `{' '.join(compose)} exec alpine-2 python -m app.stress_client --op upload --size 1MiB`"
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -262,7 +274,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ReportError("report needs a run id: python orchestrate.py report RUN_ID (list shows the runs)")
     _check_targets(args.targets)
     for run_id in args.targets:
-        print(f"report: {build_report(find_run(args.results, run_id))}")
+        folder = find_run(args.results, run_id)
+        page = build_report(folder, lang=args.lang or "en", pdf=args.pdf)
+        print(f"report: {page}")
+        stems = ["report", "laporan"] if args.lang == "id" else ["report"]
+        made = [f"{stem}.pdf" for stem in stems if args.pdf]
+        if args.lang == "id":
+            made += ["laporan.html", *sorted(p.name for p in folder.glob("laporan-*.csv"))]
+        made = [name for name in made if (folder / name).is_file()]
+        if made:
+            print(f"  also in {folder}: {', '.join(made)}")
     return 0
 
 
@@ -274,7 +295,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     run_a, run_b = (load_run(find_run(args.results, run_id)) for run_id in args.targets)
     comparison = compare_runs(run_a, run_b)
     path = write_comparison(comparison, run_a.path / f"compare-{run_b.run_id}")
-    print(to_markdown(comparison_blocks(comparison)))
+    print(to_text(comparison_blocks(comparison)))
     print(f"comparison in {path} (with compare.csv and compare.png)")
     return 0
 

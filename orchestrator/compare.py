@@ -8,6 +8,13 @@ against a process-pool run) is left out of the match and named in the
 header: that is how thread is compared with process. UDP rows match on
 model, payload size, framing, rate and receiver.
 
+Noise: a difference is "within noise" when the two runs' ranges over their
+repeats (lowest to highest; a run without repeats is its one value) overlap,
+and only runs with repeats have a range to overlap. Without repeats in
+either run the comparison says that a single run cannot separate noise from
+an effect. Each difference is also "better" or "worse" by the metric's own
+direction (less time, more throughput, fewer failures).
+
 The figures are pure (``compare_cells``, ``compare_udp``); ``write_comparison``
 writes ``compare.md``, ``compare.csv`` and ``compare.png`` into
 ``results/<run-a>/compare-<run-b>/``.
@@ -34,9 +41,19 @@ METRICS = {
     "aggregate": "aggregate throughput (MiB/s)",
 }
 COUNTS = ("clients_failed", "server_failed")
+HIGHER_IS_BETTER = {"throughput", "aggregate"}  # every other figure (times, failures, loss) is better lower
 UDP_KEY = ("model", "payload", "framing", "rate", "receiver")
 UDP_METRICS = {"run_seconds_mean": "total time (s)", "loss_percent": "loss (%)"}
-CSV_FIELDS = ["experiment", "cell_a", "cell_b", "cell", "metric", "a", "b", "difference", "change_percent"]
+CSV_FIELDS = [
+    "experiment", "cell_a", "cell_b", "cell", "metric", "a", "b", "difference", "change_percent",
+    "a_low", "a_high", "b_low", "b_high", "within_noise", "verdict",
+]  # fmt: skip
+NO_REPEATS = (
+    "Neither run has repeats, so this comparison cannot separate run-to-run noise from an effect: two runs of the "
+    "same cells on the same machine can differ by tens of percent per cell. Run both with --repeat 3 to see "
+    "which differences are beyond noise."
+)
+Range = tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,27 @@ class Difference:
     metric: str
     a: float | None
     b: float | None
+    range_a: Range | None = None  # lowest and highest over run a's repeats (None: no repeats)
+    range_b: Range | None = None
+
+    @property
+    def within_noise(self) -> bool | None:
+        """Do the runs' ranges overlap? None when neither run has repeats (noise unknown)."""
+        if self.a is None or self.b is None or (self.range_a is None and self.range_b is None):
+            return None
+        low_a, high_a = self.range_a or (self.a, self.a)
+        low_b, high_b = self.range_b or (self.b, self.b)
+        return low_a <= high_b and low_b <= high_a
+
+    @property
+    def verdict(self) -> str:
+        """``better``, ``worse`` (run b against run a, by the metric's direction), ``same`` or ``""`` (no figure)."""
+        diff = self.difference
+        if diff is None:
+            return ""
+        if diff == 0:
+            return "same"
+        return "better" if (diff > 0) == (self.metric in HIGHER_IS_BETTER) else "worse"
 
     @property
     def difference(self) -> float | None:
@@ -83,6 +121,10 @@ class Comparison:
             and all(d.difference in (0, None) and (d.a is None) == (d.b is None) for d in [*self.tcp, *self.udp])
         )
 
+    @property
+    def has_repeats(self) -> bool:
+        return any(d.within_noise is not None for d in [*self.tcp, *self.udp])
+
 
 def _key(cell: Cell, dims: Sequence[str]) -> tuple[object, ...]:
     return tuple(getattr(cell, name) for name in dims)
@@ -96,6 +138,18 @@ def _label(cell: Cell, ignored: Mapping[str, object]) -> str:
     if "workers" not in ignored:
         label += f" w{cell.workers}"
     return label
+
+
+def _range(cell: Cell, metric: str) -> Range | None:
+    return cell.range_of(metric) if cell.repeats > 1 else None
+
+
+def _udp_range(row: Mapping[str, str], metric: str) -> Range | None:
+    """mean ± sd of a UDP figure over its runs (only total time has an sd), None for a single run."""
+    mean, sd = optional_float(row.get(metric)), optional_float(row.get("run_seconds_sd"))
+    if metric != "run_seconds_mean" or mean is None or sd is None or (optional_float(row.get("runs")) or 1) < 2:
+        return None
+    return mean - sd, mean + sd
 
 
 def compare_cells(
@@ -121,7 +175,8 @@ def compare_cells(
         label = _label(cell, ignored)
         for metric in METRICS:
             diffs.append(Difference(str(cell.number), str(other.number), label, metric,
-                                    getattr(cell, metric), getattr(other, metric)))  # fmt: skip
+                                    getattr(cell, metric), getattr(other, metric),
+                                    _range(cell, metric), _range(other, metric)))  # fmt: skip
         for metric in COUNTS:
             diffs.append(Difference(str(cell.number), str(other.number), label, metric,
                                     float(getattr(cell, metric)), float(getattr(other, metric))))  # fmt: skip
@@ -141,8 +196,9 @@ def compare_udp(a: Sequence[Mapping[str, str]], b: Sequence[Mapping[str, str]]) 
         label = f"{row.get('model')} {row.get('payload')} B → {row.get('receiver')}"
         for metric in UDP_METRICS:
             diffs.append(
-                Difference("", "", label, metric, optional_float(row.get(metric)), optional_float(other.get(metric)))
-            )
+                Difference("", "", label, metric, optional_float(row.get(metric)), optional_float(other.get(metric)),
+                           _udp_range(row, metric), _udp_range(other, metric))
+            )  # fmt: skip
     return diffs
 
 
@@ -164,16 +220,38 @@ def comparison_rows(comparison: Comparison) -> list[list[object]]:
         if d.metric in COUNTS:
             row.append(f"{int(d.a or 0)} → {int(d.b or 0)}")
         else:
-            change = d.change_percent
             digits = DIGITS.get(d.metric, 3)
-            row += [_fmt(d.a, digits), _fmt(d.b, digits), "-" if change is None else f"{change:+.1f}%"]
+            row += [_fmt(d.a, digits), _fmt(d.b, digits), change_text(d)]
     return list(rows.values())
+
+
+def change_text(d: Difference) -> str:
+    """``+12.3% worse``, ``-4.0% better``, ``+3.1% within noise``, ``0.0%``, ``-``."""
+    change = d.change_percent
+    if change is None:
+        return "-"
+    if d.within_noise:
+        return f"{change:+.1f}% within noise"
+    return f"{change:+.1f}%" + (f" {d.verdict}" if d.verdict in ("better", "worse") else "")
 
 
 TCP_HEADERS = [
     "No a/b", "Cell", "Time/client s: a", "b", "change", "Throughput/client MiB/s: a", "b", "change",
     "Aggregate MiB/s: a", "b", "change", "Clients failed a → b", "Server failed a → b",
 ]  # fmt: skip
+
+
+def noise_summary(comparison: Comparison) -> str:
+    """How many differences are beyond the runs' noise, or why that cannot be told."""
+    if not comparison.has_repeats:
+        return NO_REPEATS
+    judged = [d for d in [*comparison.tcp, *comparison.udp] if d.within_noise is not None and d.difference]
+    within = [d for d in judged if d.within_noise]
+    return (
+        f"{len(within)} of {len(judged)} differing figures are within noise: the runs' ranges over their repeats "
+        "(lowest to highest) overlap, so the difference may be run-to-run noise, not an effect. The other "
+        f"{len(judged) - len(within)} are beyond noise."
+    )
 
 
 def comparison_blocks(comparison: Comparison) -> list[Block]:
@@ -185,20 +263,20 @@ def comparison_blocks(comparison: Comparison) -> list[Block]:
             for name, (a, b) in comparison.ignored.items()
         ]
         blocks.append(Paragraph("Cells matched ignoring " + "; ".join(parts) + "."))
-    verdict = (
-        "No differences: every matched figure is the same."
-        if comparison.identical
-        else f"{len(comparison_rows(comparison))} matched TCP cells; change = (b - a) / a."
-    )
+    if comparison.identical:
+        verdict = "No differences: every matched figure is the same."
+    else:
+        verdict = (
+            f"{len(comparison_rows(comparison))} matched TCP cells; change = (b - a) / a, marked better or worse "
+            f"for run {comparison.run_b} (less time, more throughput, fewer failures are better)."
+        )
     blocks.append(Paragraph(verdict))
+    if not comparison.identical:
+        blocks.append(Paragraph(noise_summary(comparison), note=not comparison.has_repeats))
     if comparison.tcp:
         blocks.append(simple_table(TCP_HEADERS, comparison_rows(comparison)))
     if comparison.udp:
-        rows = [
-            [d.cell, UDP_METRICS[d.metric], _fmt(d.a, 4), _fmt(d.b, 4),
-             "-" if d.change_percent is None else f"{d.change_percent:+.1f}%"]
-            for d in comparison.udp
-        ]  # fmt: skip
+        rows = [[d.cell, UDP_METRICS[d.metric], _fmt(d.a, 4), _fmt(d.b, 4), change_text(d)] for d in comparison.udp]
         blocks += [Heading(2, "UDP"), simple_table(["Model, payload → receiver", "Figure", "a", "b", "change"], rows)]
     if comparison.only_a or comparison.only_b:
         items = [f"only in {comparison.run_a}: {c}" for c in comparison.only_a]
@@ -207,12 +285,20 @@ def comparison_blocks(comparison: Comparison) -> list[Block]:
     return blocks
 
 
+def _shade(d: Difference) -> str:
+    """The bar's meaning: better, worse, noise (within the runs' ranges) or same."""
+    return "noise" if d.within_noise else (d.verdict or "same")
+
+
 def write_comparison(comparison: Comparison, out: Path) -> Path:
     """Write compare.md, compare.csv and compare.png (when cells matched) into ``out``; returns compare.md."""
     out.mkdir(parents=True, exist_ok=True)
     csv_rows = [
         {"experiment": kind, "cell_a": d.cell_a, "cell_b": d.cell_b, "cell": d.cell, "metric": d.metric,
-         "a": d.a, "b": d.b, "difference": d.difference, "change_percent": d.change_percent}
+         "a": d.a, "b": d.b, "difference": d.difference, "change_percent": d.change_percent,
+         "a_low": (d.range_a or ("",))[0], "a_high": (d.range_a or ("", ""))[1],
+         "b_low": (d.range_b or ("",))[0], "b_high": (d.range_b or ("", ""))[1],
+         "within_noise": "" if d.within_noise is None else str(d.within_noise).lower(), "verdict": d.verdict}
         for kind, diffs in (("tcp", comparison.tcp), ("udp", comparison.udp)) for d in diffs
     ]  # fmt: skip
     write_csv(out / "compare.csv", CSV_FIELDS, csv_rows)
@@ -220,11 +306,15 @@ def write_comparison(comparison: Comparison, out: Path) -> Path:
     cells = list(dict.fromkeys(d.cell for d in comparison.tcp))
     if cells:
         changes = {
-            title: [next(d.change_percent for d in comparison.tcp if d.cell == c and d.metric == metric) for c in cells]
+            title: [next(d for d in comparison.tcp if d.cell == c and d.metric == metric) for c in cells]
             for metric, title in METRICS.items()
         }
+        noise = "" if comparison.has_repeats else "\n(no repeats: noise unknown, see compare.md)"
         charts.differences(
-            cells, changes, out / "compare.png", f"Run {comparison.run_b} against run {comparison.run_a}, per cell"
+            cells,
+            {title: [(d.change_percent, _shade(d)) for d in found] for title, found in changes.items()},
+            out / "compare.png",
+            f"Run {comparison.run_b} against run {comparison.run_a}, per cell{noise}",
         )
         blocks.append(Figure("compare.png", "Differences per cell"))
     path = out / "compare.md"

@@ -68,7 +68,7 @@ class Progress:
         self.ran += 1
         self.failed_transfers += int(summary["clients_failed"]) + int(summary["server_failed"])  # type: ignore[call-overload]
         time_s = summary["time_per_client_mean_s"]
-        speed = summary["throughput_per_client_mean_mibps"]
+        speed = summary["throughput_per_client_mibps"]
         figures = f"{time_s:.3f} s/client {speed:8.2f} MiB/s" if time_s is not None else "no transfer succeeded"
         prefix = "\r\033[K" if self.live else ""
         self.say(

@@ -15,8 +15,9 @@ from statistics import fmean, pstdev
 from tabulate import tabulate
 
 from orchestrator.matrix import UdpCell
+from orchestrator.summary import fit_width, wrap_header
 
-# The course report's total times at one byte per datagram (SEED-FACTS section 3;
+# The course report's total times at one byte per datagram (its UDP assignment;
 # its conclusion misprints them ten times smaller). It had no asyncio or broadcast run.
 COURSE_SECONDS = {"process": 0.885, "thread": 0.621, "process-pool": 0.859, "thread-pool": 0.662}
 
@@ -177,8 +178,12 @@ def _model_label(model: str, framing: str, rate: str) -> str:
     return label
 
 
-def render_udp_table(rows: Sequence[Row], tablefmt: str = "github") -> str:
-    """Total time per model and payload, like the course's conclusion, with each receiver's figures beside it."""
+def render_udp_table(rows: Sequence[Row], tablefmt: str = "github", width: int | None = None) -> str:
+    """Total time per model and payload, like the course's conclusion, with each receiver's figures beside it.
+
+    With ``width`` (a terminal's columns) headers are wrapped and a table
+    wider than that is split, each part keeping the row number.
+    """
     summaries = summarize_udp(rows)
     receivers = list(dict.fromkeys(str(s["receiver"]) for s in summaries))
     lines: dict[tuple[str, int, str, str], dict[str, dict[str, object]]] = {}
@@ -205,7 +210,19 @@ def render_udp_table(rows: Sequence[Row], tablefmt: str = "github") -> str:
             line += [_seconds(s["receive_seconds_mean"]), lost, reord, f"{s['intact']}/{s['runs']}"]
         body.append(line)
     align = ["right", "left", "right", "right", "right", "right", "right"] + ["right"] * 4 * len(receivers)
-    return tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True, colalign=align)
+    if width is not None:
+        headers = [wrap_header(h) for h in headers]
+
+    def render(chosen: Sequence[int]) -> str:
+        return tabulate(
+            [[line[i] for i in chosen] for line in body],
+            headers=[headers[i] for i in chosen],
+            tablefmt=tablefmt,
+            disable_numparse=True,
+            colalign=[align[i] for i in chosen],
+        )
+
+    return "\n\n".join(fit_width(render, len(headers), width))
 
 
 def _dash(value: object) -> str:

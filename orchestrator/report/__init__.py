@@ -5,7 +5,8 @@ model.py     summary rows -> typed cells (pure)
 insights.py  the "what this shows" claims, computed from the cells (pure)
 original.py  the original lab's published figures (data/original-figures.csv) and matching
 charts.py    matplotlib PNG charts (Agg, headless)
-render.py    blocks -> Markdown and one self-contained HTML page (pure)
+render.py    blocks -> Markdown, terminal text and one self-contained HTML page with a print style sheet (pure)
+pdf.py       report.pdf: the HTML page printed by headless Chromium
 build.py     build_report: all of the above, files out
 catalog.py   the stored runs, for ``orchestrate.py list``
 """

@@ -19,6 +19,7 @@ from orchestrator.report import charts, insights
 from orchestrator.report.load import RunData, load_run
 from orchestrator.report.model import Cell
 from orchestrator.report.original import DEFECTS, GENERAL_NOTES, Match, load_original, match_original
+from orchestrator.report.pdf import print_pdf
 from orchestrator.report.render import (
     Block,
     Bullets,
@@ -31,15 +32,33 @@ from orchestrator.report.render import (
     to_html,
     to_markdown,
 )
-from orchestrator.results import RunFolder
-from orchestrator.summary import render_table
+from orchestrator.results import RunFolder, write_csv
+from orchestrator.summary import (
+    DETAILS,
+    LAPORAN_COLUMNS,
+    LAPORAN_REPEAT_COLUMNS,
+    laporan_fields,
+    laporan_tables,
+    summary_tables,
+)
 
 CHART_DIR = "charts"
-SUMMARY_CAPTION = (
-    "Time per client: mean (p50/p95/max) over the clients that succeeded; throughput per client: their mean; "
-    "aggregate: all bytes moved / the cell's wall time. Server ok/failed come from the server's own records. "
-    "Several repeats of a cell: mean ± standard deviation."
-)
+REPEATS_NOTE = "With repeats, each figure is the mean ± standard deviation over the repeats."
+SUMMARY_CAPTIONS = {
+    "Course columns": (
+        "The course report's columns. Time per client: the mean over the clients that succeeded. Throughput per "
+        "client: the volume divided by that mean time, so the two columns always agree. Server ok/failed come from "
+        "the server's own records, not from the clients."
+    ),
+    DETAILS: (
+        "p50/p95/max: percentiles of the successful clients' times. Mean of client rates: the average of each "
+        "client's own volume / time; it exceeds throughput per client whenever the clients' times differ (e.g. "
+        "queued behind busy workers), so it is not the course's figure. Aggregate: all bytes moved / the cell's "
+        "wall time. CPU and memory: the containers, from docker stats while the cell ran (mean CPU in % of one "
+        "core, 200 % = two cores; peak memory without the page cache; '-': the cell ended before the first "
+        "sample, about one second). Peak RSS: the largest server process and client process."
+    ),
+}
 
 
 def _num(value: float | None, digits: int) -> str:
@@ -81,21 +100,29 @@ def run_facts(run: RunData) -> list[Block]:
 
 
 def scaling_table(series: Sequence[insights.Scaling]) -> Table:
-    rows = [
-        [
+    fitted = any(s.slope is not None for s in series)
+    rows = []
+    for s in series:
+        row = [
             s.name,
             " → ".join(str(c) for c in s.clients),
             " → ".join(f"{t:.3f}" for t in s.times),
             insights.times(s.growth),
             insights.times(s.clients_ratio),
-            _num(s.slope, 4),
-            _num(s.r2, 3),
         ]
-        for s in series
-    ]
-    headers = ["Series", "Clients", "Time per client (s)", "Time ratio", "Clients ratio", "s per extra client", "R²"]
+        rows.append(row + ([_num(s.slope, 4), _num(s.r2, 3)] if fitted else []))
+    headers = ["Series", "Clients", "Time per client (s)", "Time ratio", "Clients ratio"]
     workers = series[0].workers if series else 0
-    caption = f"Mean time per client against the number of clients with {workers} server worker(s); least-squares line."
+    caption = f"Mean time per client against the number of clients with {workers} server worker(s)"
+    if fitted:
+        headers += ["s per extra client", "R²"]
+        caption += "; least-squares line ('-': a series with fewer than three client counts has no line)."
+    else:
+        counts = sorted({c for s in series for c in s.clients})
+        caption += (
+            f". No least-squares line (seconds per extra client, R²): that needs three or more client counts, and "
+            f"this run has {len(counts)} ({', '.join(map(str, counts))}); the full matrix has 1, 5 and 50."
+        )
     return simple_table(headers, rows, caption)
 
 
@@ -136,20 +163,17 @@ def failures_table(run: RunData) -> Block:
     return simple_table(["No", "Cell", "Clients failed", "Server failed", "Causes"], rows)
 
 
-def resources_table(cells: Sequence[Cell]) -> Block:
-    values = ("server_cpu", "client_cpu", "server_memory", "client_memory", "server_rss", "client_rss")
-    if not any(getattr(c, v) is not None for c in cells for v in values):
-        return Paragraph("No resource samples were recorded for this run.")
-    rows = [[c.number, c.label, *(_num(getattr(c, v), 1) for v in values)] for c in cells]
-    headers = [
-        "No", "Cell", "Server CPU %", "Client CPU %", "Server memory peak MiB", "Client memory peak MiB",
-        "Server process peak RSS MiB", "Client process peak RSS MiB",
-    ]  # fmt: skip
-    caption = (
-        "Container figures from docker stats while the cell ran: mean CPU in % of one core (200 % = two cores), "
-        "peak memory without the page cache. '-': no sample (cells shorter than a second) or not recorded."
-    )
-    return simple_table(headers, rows, caption)
+NO_CPU_SAMPLE = (
+    "No CPU figure: every cell ended before docker stats' first sample (about one second). A matrix with larger "
+    "volumes or more clients has them."
+)
+
+
+def resource_notes(cells: Sequence[Cell]) -> list[Block]:
+    """Why CPU figures are missing, when they all are (the figures themselves are in the summary)."""
+    if any(c.server_cpu is not None or c.client_cpu is not None for c in cells):
+        return []
+    return [Paragraph(NO_CPU_SAMPLE, note=True)]
 
 
 def original_section(matches: Sequence[Match], chart: str | None) -> list[Block]:
@@ -232,8 +256,26 @@ def udp_failures(run: RunData) -> Block:
 # --- the whole report ---------------------------------------------------------------------
 
 
-def _figure(found: Path | None, title: str, caption: str = "") -> list[Block]:
-    return [Figure(found.name, title, caption)] if found else []
+def _figure(found: Path | None, title: str, caption: str = "", missing: str = "") -> list[Block]:
+    """The chart, or where it was not drawn for want of data, ``missing``: a sentence that says why."""
+    if found:
+        return [Figure(found.name, title, caption)]
+    return [Paragraph(f"No chart “{title}”: {missing}", note=True)] if missing else []
+
+
+def summary_blocks(run: RunData) -> list[Block]:
+    """The summary: the course's columns, then the spread of the clients' times and the aggregate figures."""
+    titles = [title for title, _ in summary_tables(run.summary)]
+    repeats = any(c.repeats > 1 for c in run.cells)
+    blocks: list[Block] = []
+    for index, title in enumerate(titles):
+        caption = SUMMARY_CAPTIONS.get(title, "") + (" " + REPEATS_NOTE if repeats else "")
+
+        def render(fmt: str, index: int = index) -> str:
+            return summary_tables(run.summary, fmt)[index][1]
+
+        blocks.append(Table(render, caption))
+    return blocks
 
 
 def report_blocks(run: RunData, chart_dir: Path, matches: Sequence[Match]) -> list[Block]:
@@ -243,14 +285,14 @@ def report_blocks(run: RunData, chart_dir: Path, matches: Sequence[Match]) -> li
     if cells:
         per_client = charts.metric_grid(
             cells,
-            lambda c: c.throughput,
+            "throughput",
             chart_dir / "throughput-per-client.png",
-            "Throughput per client against concurrent clients (thread pool | process pool)",
+            "Throughput per client (volume / mean time) against concurrent clients",
             "throughput per client (MiB/s)",
         )
         aggregate = charts.metric_grid(
             cells,
-            lambda c: c.aggregate,
+            "aggregate",
             chart_dir / "aggregate-throughput.png",
             "Aggregate throughput of each cell (all bytes / wall time)",
             "aggregate throughput (MiB/s)",
@@ -258,11 +300,13 @@ def report_blocks(run: RunData, chart_dir: Path, matches: Sequence[Match]) -> li
         distribution = charts.time_distribution(cells, run.clients, chart_dir / "time-per-client.png")
         lines = charts.timelines(cells, run.clients, run.server, chart_dir)
         blocks += [Heading(2, "TCP file server"), Heading(3, "Summary")]
-        blocks.append(Table(lambda fmt: render_table(run.summary, tablefmt=fmt), SUMMARY_CAPTION))
+        blocks += summary_blocks(run)
         blocks.append(Heading(3, "Charts"))
-        blocks += _figure(per_client, "Throughput per client", "One line per server worker count.")
-        blocks += _figure(aggregate, "Aggregate throughput")
-        blocks += _figure(distribution, "Time per client, distribution")
+        spread = " Bars: lowest to highest over the repeats." if any(c.repeats > 1 for c in cells) else ""
+        nothing = "no transfer succeeded in any cell."
+        blocks += _figure(per_client, "Throughput per client", "One line per server worker count." + spread, nothing)
+        blocks += _figure(aggregate, "Aggregate throughput", spread.strip(), nothing)
+        blocks += _figure(distribution, "Time per client, distribution", "", nothing)
         most = max(c.clients for c in cells)
         for path in lines:
             blocks += _figure(
@@ -271,15 +315,19 @@ def report_blocks(run: RunData, chart_dir: Path, matches: Sequence[Match]) -> li
                 f"The {most}-client cells: grey is time queued before a server worker took the connection.",
             )
         blocks += [Heading(3, "Failures"), failures_table(run)]
-        blocks += [Heading(3, "Resources"), resources_table(cells)]
+        blocks += [Heading(3, "Resources"), *resource_notes(cells)]
         blocks += _figure(charts.resources(cells, chart_dir / "resources.png"), "Resources per cell")
         comparison = charts.original_comparison(matches, chart_dir / "original-comparison.png")
         blocks += original_section(matches, comparison.name if comparison else None)
     if run.has_udp:
         blocks += [Heading(2, "UDP: one sender, two receivers"), udp_table(run)]
         course = _course_seconds()
-        blocks += _figure(charts.udp_time(run.udp_summary, chart_dir / "udp-time.png", course), "UDP time per model")
-        blocks += _figure(charts.udp_loss(run.udp_summary, chart_dir / "udp-loss.png"), "UDP loss per receiver")
+        none = "no receiver reported a figure."
+        udp_time = charts.udp_time(run.udp_summary, chart_dir / "udp-time.png", course)
+        blocks += _figure(udp_time, "UDP time per model", "", none)
+        blocks += _figure(
+            charts.udp_loss(run.udp_summary, chart_dir / "udp-loss.png"), "UDP loss per receiver", "", none
+        )
         blocks += [Heading(3, "UDP failures"), udp_failures(run)]
     blocks.append(Heading(2, "Environment"))
     if run.manifest:
@@ -291,11 +339,73 @@ def report_blocks(run: RunData, chart_dir: Path, matches: Sequence[Match]) -> li
     return blocks
 
 
-def build_report(folder: Path | RunFolder) -> Path:
+def _write_page(folder: Path, stem: str, blocks: Sequence[Block], title: str, lang: str = "en") -> Path:
+    """``<stem>.md`` and ``<stem>.html`` (charts embedded) in ``folder``; returns the HTML file."""
+    chart_dir = folder / CHART_DIR
+    images = {b.name: (chart_dir / b.name).read_bytes() for b in blocks if isinstance(b, Figure)}
+    (folder / f"{stem}.md").write_text(to_markdown(blocks, CHART_DIR), encoding="utf-8")
+    page = folder / f"{stem}.html"
+    page.write_text(to_html(blocks, images, title, lang), encoding="utf-8")
+    return page
+
+
+# --- the course's own format, in Indonesian ---------------------------------------------------
+
+
+def write_laporan(folder: Path, summaries: Sequence[Mapping[str, object]]) -> list[Path]:
+    """``laporan-<pool>.csv``: the course report's columns as numbers, one file per server pool mode."""
+    written = []
+    for name, rows in laporan_tables(summaries).items():
+        write_csv(folder / name, laporan_fields(rows), rows)
+        written.append(folder / name)
+    return written
+
+
+def laporan_blocks(run: RunData, chart_dir: Path) -> list[Block]:
+    """The Indonesian report: how each column is computed, then the course's tables per pool mode."""
+    state = run.state
+    tables = laporan_tables(run.summary)
+    repeats = any(c.repeats > 1 for c in run.cells)
+    blocks: list[Block] = [
+        Heading(1, f"Laporan run {run.run_id}"),
+        Paragraph(
+            f"Matriks {state.get('matrix') or '-'}, {state.get('repeat', 1)} kali ulangan, dimulai "
+            f"{iso_time(state.get('started')) or '-'}, selesai {iso_time(state.get('finished')) or '-'}. "
+            f"{len(run.cells)} sel TCP. Tabel ini dibuat dari summary.csv run ini, tanpa menjalankan ulang."
+        ),
+        Heading(2, "Cara setiap kolom dihitung"),
+    ]
+    columns = {**LAPORAN_COLUMNS, **(LAPORAN_REPEAT_COLUMNS if repeats else {})}
+    blocks.append(simple_table(["Kolom", "Cara menghitung"], list(columns.items())))
+    blocks.append(
+        Paragraph(
+            "Hanya transfer yang sukses (berkas lengkap, SHA-256 cocok) yang masuk ke waktu dan throughput. "
+            "Berkas laporan-*.csv memakai titik sebagai pemisah desimal dan satuan di judul kolom, sehingga "
+            "setiap kolom angka bisa langsung dijadikan grafik di spreadsheet."
+        )
+    )
+    for name, rows in tables.items():
+        pool = name.removeprefix("laporan-").removesuffix(".csv")
+        fields = laporan_fields(rows)
+        body = [[row[f] for f in fields] for row in rows]
+        blocks += [Heading(2, f"Server pool: {pool}"), simple_table(fields, body, f"Berkas: {name}")]
+    for chart, title in (("throughput-per-client.png", "Throughput per client"),
+                         ("time-per-client.png", "Sebaran waktu per client")):  # fmt: skip
+        if (chart_dir / chart).is_file():
+            blocks.append(Figure(chart, title))
+    blocks.append(Paragraph("Grafik lain, kegagalan, sumber daya dan lingkungan: lihat report.html (bahasa Inggris)."))
+    return blocks
+
+
+def build_report(folder: Path | RunFolder, lang: str = "en", pdf: bool = False) -> Path:
     """Write ``report.md``, ``report.html`` and ``charts/*.png`` into the run folder ``folder``.
 
-    Returns the path of ``report.html``. Raises ``ReportError`` (a LabError)
-    with a clear message if the folder is not a run or its files are damaged.
+    ``lang="id"`` also writes the course's ``laporan-*.csv`` files and the
+    Indonesian ``laporan.md``/``laporan.html``; ``pdf`` prints each page to
+    PDF beside it (``report.pdf``, ``laporan.pdf``). Returns the path of
+    ``report.html``. Raises ``ReportError`` (a LabError) with a clear message
+    if the folder is not a run or its files are damaged, ``PdfError`` if no
+    PDF could be printed.
     """
     folder = folder.path if isinstance(folder, RunFolder) else Path(folder)
     run = load_run(folder)
@@ -303,12 +413,12 @@ def build_report(folder: Path | RunFolder) -> Path:
     chart_dir = folder / CHART_DIR
     if chart_dir.is_dir():
         shutil.rmtree(chart_dir)  # charts of an earlier report must not linger
-    blocks = report_blocks(run, chart_dir, matches)
-    images = {}
-    for block in blocks:
-        if isinstance(block, Figure):
-            images[block.name] = (chart_dir / block.name).read_bytes()
-    (folder / "report.md").write_text(to_markdown(blocks, CHART_DIR), encoding="utf-8")
-    html_path = folder / "report.html"
-    html_path.write_text(to_html(blocks, images, f"progjar-lab run {run.run_id}"), encoding="utf-8")
-    return html_path
+    pages = [_write_page(folder, "report", report_blocks(run, chart_dir, matches), f"progjar-lab run {run.run_id}")]
+    if lang == "id" and run.summary:
+        write_laporan(folder, run.summary)
+        blocks = laporan_blocks(run, chart_dir)
+        pages.append(_write_page(folder, "laporan", blocks, f"progjar-lab laporan {run.run_id}", "id"))
+    if pdf:
+        for page in pages:
+            print_pdf(page, page.with_suffix(".pdf"))
+    return pages[0]

@@ -2,14 +2,16 @@
 
 Figures are made with matplotlib's object API and the Agg canvas, never
 pyplot's global state, so they render headless and side by side. Every
-chart has a title, axis labels with units and a legend; a chart with no data
-to show is not drawn (the function returns None).
+chart has a title, axis labels with units and a legend whose entries have
+distinct colours; a chart with no data at all is not drawn (the function
+returns None and the report says why in words), and a panel of a chart that
+has no data says so in words instead of showing empty axes.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +72,18 @@ def _client_axis(axes, counts: Sequence[int]) -> None:
 
 def metric_grid(
     cells: Sequence[Cell],
-    metric: Callable[[Cell], float | None],
+    attribute: str,
     path: Path,
     title: str,
     ylabel: str,
 ) -> Path | None:
-    """One panel per operation and volume (rows) and server pool (columns): ``metric`` against
-    the number of clients, one line per server worker count."""
+    """One panel per operation and volume (rows) and server pool (columns): the Cell figure ``attribute``
+    against the number of clients, one line per server worker count; with repeats, a bar from the
+    lowest to the highest repeat."""
+
+    def metric(cell: Cell) -> float | None:
+        return getattr(cell, attribute)
+
     series: dict[tuple[str, str, int, str], list[Cell]] = defaultdict(list)
     for cell in cells:
         if metric(cell) is not None:
@@ -93,10 +100,15 @@ def metric_grid(
             axes = grid[r][p]
             members = [c for c in series[key] if c.server_pool == pool]
             for w in workers:
-                line = sorted((c.clients, metric(c)) for c in members if c.workers == w)
+                line = sorted((c for c in members if c.workers == w), key=lambda c: c.clients)
                 if line:
-                    xs, ys = zip(*line, strict=True)
+                    xs, ys = [c.clients for c in line], [metric(c) for c in line]
                     axes.plot(xs, ys, marker="o", color=colour[w], label=f"{w} server worker{'s' * (w != 1)}")
+                    ranges = [c.range_of(attribute) for c in line]
+                    if any(c.repeats > 1 for c in line):
+                        below = [y - r[0] if r else 0.0 for y, r in zip(ys, ranges, strict=True)]  # type: ignore[operator]
+                        above = [r[1] - y if r else 0.0 for y, r in zip(ys, ranges, strict=True)]  # type: ignore[operator]
+                        axes.errorbar(xs, ys, yerr=[below, above], fmt="none", ecolor=colour[w], capsize=3)
             _client_axis(axes, [c.clients for c in series[key]])
             axes.set_title(f"{_series_title(key)}: {pool} pool", fontsize=10)
             axes.set_xlabel("concurrent clients")
@@ -106,7 +118,7 @@ def metric_grid(
                 axes.text(0.5, 0.5, "no cells", ha="center", va="center", transform=axes.transAxes)
             else:
                 axes.legend(fontsize=8)
-        top = max(metric(c) or 0.0 for c in series[key])
+        top = max(max(c.range_of(attribute) or (0.0, 0.0)) for c in series[key])
         grid[r][0].set_ylim(0, top * 1.08 if top > 0 else 1.0)  # the row shares its y axis
     figure.suptitle(title, fontsize=12)
     return _save(figure, path)
@@ -298,7 +310,13 @@ def timelines(
 
 
 def resources(cells: Sequence[Cell], path: Path) -> Path | None:
-    """CPU and peak memory of the server and client containers, per cell."""
+    """CPU and peak memory of the server and client containers, per cell (None: no sample at all)."""
+    figure = resources_figure(cells)
+    return _save(figure, path) if figure else None
+
+
+def resources_figure(cells: Sequence[Cell]) -> Figure | None:
+    """The resources chart; a panel with no sample says so in words."""
     shown = [
         c for c in cells if any(v is not None for v in (c.server_cpu, c.client_cpu, c.server_memory, c.client_memory))
     ]
@@ -308,31 +326,39 @@ def resources(cells: Sequence[Cell], path: Path) -> Path | None:
     figure = Figure(figsize=(width, 7.0), layout="constrained")
     cpu_axes, memory_axes = figure.subplots(2, 1, sharex=True)
     xs = list(range(len(cells)))
-    for axes, pairs, ylabel in (
-        (cpu_axes, (("server", "server_cpu"), ("client", "client_cpu")), "mean CPU (% of one core)"),
-        (memory_axes, (("server", "server_memory"), ("client", "client_memory")), "peak memory (MiB)"),
+    colours = {"server": COLOURS[0], "client": COLOURS[1]}
+    for axes, pairs, ylabel, what in (
+        (cpu_axes, (("server", "server_cpu"), ("client", "client_cpu")), "mean CPU (% of one core)", "CPU"),
+        (memory_axes, (("server", "server_memory"), ("client", "client_memory")), "peak memory (MiB)", "memory"),
     ):
+        handles = []
         for offset, (who, attribute) in zip((-0.2, 0.2), pairs, strict=True):
-            values = [getattr(c, attribute) for c in cells]
-            axes.bar(
-                [x + offset for x, v in zip(xs, values, strict=True) if v is not None],
-                [v for v in values if v is not None],
-                width=0.4,
-                color=COLOURS[0] if who == "server" else COLOURS[1],
-                label=f"{who} container",
-            )
+            points = [
+                (x + offset, v) for x, c in zip(xs, cells, strict=True) if (v := getattr(c, attribute)) is not None
+            ]
+            if points:
+                axes.bar(*zip(*points, strict=True), width=0.4, color=colours[who], label=f"{who} container")
+                handles.append(who)
         axes.set_ylabel(ylabel)
         axes.grid(True, axis="y", alpha=0.3)
-        axes.legend(fontsize=8)
+        if handles:
+            axes.legend(fontsize=8)  # only series that were drawn: each entry has its bars' colour
+        else:
+            axes.set_yticks([])
+            axes.text(
+                0.5, 0.5,
+                f"no {what} sample: every cell ended before docker stats' first sample (about 1 s)",
+                ha="center", va="center", transform=axes.transAxes, fontsize=10,
+            )  # fmt: skip
     rss = [(x, c.server_rss) for x, c in zip(xs, cells, strict=True) if c.server_rss is not None]
     if rss:
         memory_axes.scatter(*zip(*rss, strict=True), marker="_", s=120, color="black", label="server process peak RSS")
-        memory_axes.legend(fontsize=8)
+        memory_axes.legend(fontsize=8)  # bars (by label) and the RSS marks
     cpu_axes.set_title("Server and client containers while each cell ran (CPU: cgroup counters)", fontsize=12)
     memory_axes.set_xlabel("cell number (memory: docker stats, 1 s samples; a shorter cell may have none)")
     memory_axes.set_xticks(xs)
     memory_axes.set_xticklabels([str(c.number) for c in cells], fontsize=7, rotation=90 if len(cells) > 40 else 0)
-    return _save(figure, path)
+    return figure
 
 
 def _udp_groups(rows: Sequence[Mapping[str, str]]) -> dict[int, list[Mapping[str, str]]]:
@@ -449,16 +475,28 @@ def original_comparison(matches: Sequence[Match], path: Path) -> Path | None:
     return _save(figure, path)
 
 
-def differences(labels: Sequence[str], changes: Mapping[str, Sequence[float | None]], path: Path, title: str) -> Path:
-    """Horizontal bars: the change (%) of each metric, one row per matched cell."""
-    height = max(3.0, 0.28 * len(labels) + 1.6)
+SHADES = {"better": "#2ca02c", "worse": "#d62728", "noise": "#b0b0b0", "same": "#b0b0b0"}
+
+
+def differences(
+    labels: Sequence[str], changes: Mapping[str, Sequence[tuple[float | None, str]]], path: Path, title: str
+) -> Path:
+    """Horizontal bars: the change (%) of each metric, one row per matched cell.
+
+    Each bar is coloured by what it means for that metric (``SHADES``):
+    green better (faster, more throughput), red worse, grey within the runs'
+    noise; the legend says so.
+    """
+    height = max(3.0, 0.28 * len(labels) + 1.9)
     figure = Figure(figsize=(6.0 * len(changes) + 2.6, height), layout="constrained")
     grid = figure.subplots(1, len(changes), squeeze=False, sharey=True)[0]
     ys = list(range(len(labels)))
+    used: set[str] = set()
     for axes, (metric, values) in zip(grid, changes.items(), strict=True):
-        shown = [v if v is not None else 0.0 for v in values]
-        colours = [COLOURS[2] if v > 0 else COLOURS[3] for v in shown]
-        axes.barh(ys, shown, color=colours)
+        shown = [v if v is not None else 0.0 for v, _ in values]
+        shades = [shade for _, shade in values]
+        used.update(shade for v, shade in zip(shown, shades, strict=True) if v)
+        axes.barh(ys, shown, color=[SHADES.get(shade, SHADES["same"]) for shade in shades])
         axes.axvline(0, color="black", linewidth=0.8)
         if not any(shown):
             axes.text(0.5, 0.5, "no difference", ha="center", va="center", transform=axes.transAxes)
@@ -469,11 +507,12 @@ def differences(labels: Sequence[str], changes: Mapping[str, Sequence[float | No
     grid[0].set_yticks(ys)
     grid[0].set_yticklabels(labels, fontsize=8)
     grid[0].invert_yaxis()
-    figure.legend(
-        handles=[Patch(color=COLOURS[2], label="higher in the second run"), Patch(color=COLOURS[3], label="lower")],
-        loc="outside lower center",
-        ncols=2,
-        fontsize=8,
-    )
+    legend = {
+        "better": "better in the second run (less time, more throughput)",
+        "worse": "worse in the second run (more time, less throughput)",
+        "noise": "within noise: the runs' repeat ranges overlap",
+    }
+    handles = [Patch(color=SHADES[k], label=text) for k, text in legend.items() if k in used or k != "noise"]
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
     figure.suptitle(title, fontsize=12)
     return _save(figure, path)

@@ -1,7 +1,10 @@
 """A run's TCP cells as typed records, parsed from ``summary.csv`` rows (pure).
 
 Repeats of one cell (same number) are merged: figures are the mean over the
-repeats, counts are summed. Columns a run made before they existed (telemetry,
+repeats (their spread is kept in ``Cell.spread``), counts are summed.
+Throughput per client is always the volume over the mean time per client,
+computed here from the stored time, so runs made when the summary held the
+mean of the clients' rates read the same way as new ones. Columns a run made before they existed (telemetry,
 percentiles) are simply absent and read as ``None``; a row that lacks a column
 every run has, or holds a value that is not a number, is refused with a
 ``ReportError`` that names the file, the row and the column.
@@ -16,12 +19,13 @@ from statistics import fmean
 
 from app.sizes import format_size
 from orchestrator.errors import LabError
+from orchestrator.summary import Spread, per_client_throughput
 
 Row = Mapping[str, object]
 
 REQUIRED_SUMMARY = (
     "number", "operation", "volume_bytes", "client_workers", "server_workers", "server_pool",
-    "time_per_client_mean_s", "throughput_per_client_mean_mibps", "clients_ok", "clients_failed",
+    "time_per_client_mean_s", "clients_ok", "clients_failed",
     "server_ok", "server_failed",
 )  # fmt: skip
 
@@ -30,7 +34,7 @@ FLOAT_FIELDS = {
     "time_p50": "time_per_client_p50_s",
     "time_p95": "time_per_client_p95_s",
     "time_max": "time_per_client_max_s",
-    "throughput": "throughput_per_client_mean_mibps",
+    "rate_mean": "throughput_per_client_mean_mibps",
     "aggregate": "aggregate_mibps",
     "server_cpu": "server_cpu_percent",
     "client_cpu": "client_cpu_percent",
@@ -40,6 +44,7 @@ FLOAT_FIELDS = {
     "client_rss": "client_peak_rss_mib",
 }
 PEAK_FIELDS = {"time_max", "server_memory", "client_memory", "server_rss", "client_rss"}  # max over repeats
+MIB = 1024 * 1024
 COUNT_FIELDS = ("clients_ok", "clients_failed", "server_ok", "server_failed")
 
 
@@ -67,7 +72,8 @@ class Cell:
     time_p50: float | None = None
     time_p95: float | None = None
     time_max: float | None = None
-    throughput: float | None = None
+    throughput: float | None = None  # volume / mean time per client
+    rate_mean: float | None = None  # mean of each client's own rate (larger when times differ)
     aggregate: float | None = None
     server_cpu: float | None = None
     client_cpu: float | None = None
@@ -80,6 +86,15 @@ class Cell:
     server_ok: int = 0
     server_failed: int = 0
     errors: tuple[str, ...] = field(default=())
+    spread: Mapping[str, Spread] = field(default_factory=dict, compare=False, hash=False)  # over 2+ repeats
+
+    def range_of(self, metric: str) -> tuple[float, float] | None:
+        """Lowest and highest value of ``metric`` over the repeats; a single run's value twice; None if none."""
+        found = self.spread.get(metric)
+        if found is not None:
+            return found.low, found.high
+        value = getattr(self, metric)
+        return None if value is None else (value, value)
 
     @property
     def key(self) -> tuple[str, str, int, int, int, str, str]:
@@ -144,16 +159,24 @@ def parse_cells(rows: Sequence[Row], source: str = "summary.csv") -> list[Cell]:
     for number in sorted(groups):
         members = groups[number]
         first, where = members[0]
+        volume = _int(first, "volume_bytes", where)
         floats: dict[str, float | None] = {}
+        spread: dict[str, Spread] = {}
         for name, key in FLOAT_FIELDS.items():
             values = [v for r, w in members if (v := optional_float(r.get(key), w, key)) is not None]
             floats[name] = (max(values) if name in PEAK_FIELDS else fmean(values)) if values else None
+            if len(values) > 1:
+                spread[name] = Spread.of(values)
+        floats["throughput"] = per_client_throughput(volume, floats["time_mean"])
+        times = [t for t in (optional_float(r.get("time_per_client_mean_s")) for r, _ in members) if t]
+        if len(times) > 1:
+            spread["throughput"] = Spread.of([volume / MIB / t for t in times], mean=floats["throughput"])
         counts = {key: sum(_int(r, key, w) for r, w in members) for key in COUNT_FIELDS}
         cells.append(
             Cell(
                 number=number,
                 operation=_text(first, "operation", where),
-                volume=_int(first, "volume_bytes", where),
+                volume=volume,
                 clients=_int(first, "client_workers", where),
                 workers=_int(first, "server_workers", where),
                 server_pool=_text(first, "server_pool", where),
@@ -164,6 +187,7 @@ def parse_cells(rows: Sequence[Row], source: str = "summary.csv") -> list[Cell]:
                 errors=tuple(str(r["errors"]) for r, _ in members if r.get("errors")),
                 **floats,  # type: ignore[arg-type]
                 **counts,
+                spread=spread,
             )
         )
     return cells

@@ -22,7 +22,7 @@ MIB = 1024 * 1024
 BASE64_GROWTH = 4 / 3  # the original's files were base64 text of the nominal size
 CONSISTENCY = 0.05  # time x throughput within 5 % of the file size
 
-# Row-specific defects of the original (SEED-FACTS section 2); "I" is checked here, the rest are in the data file.
+# Row-specific defects of the original (data/README.md); "I" is checked here, the rest are in the data file.
 DEFECTS = {
     "T": "300 s is the placeholder the original gave any failed run, not a measured time",
     "Z": "a '100MB' download of a partial file left by an aborted upload, counted as a success",

@@ -55,8 +55,9 @@ def test_every_model_delivers_an_intact_file_to_both_receivers(lab, tmp_path):
         # CPU of the sender's and this receiver's containers over the cell, from their cgroup counters.
         assert float(row["sender_cpu_seconds"]) > 0 and float(row["receiver_cpu_seconds"]) > 0, row
         assert float(row["sender_cpu_percent"]) > 0 and row["cpu_problems"] == "", row
-    # The table: every model with each receiver's time, loss and integrity beside the total.
-    table = [line for line in done.stdout.splitlines() if line.startswith("|")]
+    # The table (summary.md; the terminal's copy is split to fit 120 columns): every model with each
+    # receiver's time, loss and integrity beside the total.
+    table = [line for line in (run / "summary.md").read_text().splitlines() if line.startswith("|")]
     assert "alpine-1 lost" in table[0] and "alpine-3 intact" in table[0]
     for model in MODELS:
         (line,) = [line for line in table if f"| {model} " in line]
@@ -237,7 +238,8 @@ def test_receivers_report_loss_exactly(lab, tmp_path):
         assert rows["alpine-1"]["intact"] == "true" and rows["alpine-1"]["lost"] == "0"
     else:  # netem drops on alpine-2's interface: both receivers lose; its counter also counts ARP and the like
         assert 0 < missing(rows["alpine-1"]) + missing(lossy) <= dropped
-    (line,) = [line for line in done.stdout.splitlines() if line.startswith("|") and "| process " in line]
+    table = (run / "summary.md").read_text().splitlines()
+    (line,) = [line for line in table if line.startswith("|") and "| process " in line]
     assert f"{lossy['lost']} (" in line and "0/1" in line
 
 

@@ -85,3 +85,10 @@ def test_resume_refuses_a_language_other_than_the_runs(tmp_path):
     done = orchestrate("--resume", "r1", "--lang", "en", "--results", str(tmp_path), env=NO_DOCKER)
     assert done.returncode == 2, done.stderr
     assert "was started with --lang id" in done.stderr
+
+
+def test_up_suggests_the_compose_command_this_machine_has():
+    from orchestrator.cli import up_hint
+
+    assert "`docker-compose exec alpine-2 " in up_hint(("docker-compose",))
+    assert "`docker compose exec alpine-2 " in up_hint(("docker", "compose"))

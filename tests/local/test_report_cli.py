@@ -1,5 +1,6 @@
 """``orchestrate.py report``, ``compare`` and ``list`` on a stored run folder: no Docker, no lab."""
 
+import csv
 import os
 import shutil
 import subprocess
@@ -93,3 +94,56 @@ def test_damaged_csv_is_a_clear_error(results):
     assert "Traceback" not in done.stderr
     listed = orchestrate("list", "--results", str(results))
     assert listed.returncode == 0 and "run-small" in listed.stdout
+
+
+def test_lang_id_on_a_run_made_without_it_writes_numeric_laporan_files(results):
+    folder = results / "run-small"
+    assert not list(folder.glob("laporan-*.csv"))  # the run was made without --lang id
+    done = orchestrate("report", "run-small", "--lang", "id", "--results", str(results))
+    assert done.returncode == 0, done.stderr
+    files = sorted(p.name for p in folder.glob("laporan-*.csv"))
+    assert files == ["laporan-process.csv", "laporan-thread.csv"]
+    assert "laporan.html" in done.stdout and (folder / "laporan.html").is_file()
+    numeric = [
+        "Nomor", "Volume (byte)", "Jumlah client worker pool", "Jumlah server worker pool",
+        "Waktu total per client (s)", "Throughput per client (MiB/s)", "Jumlah worker client yang sukses",
+        "Jumlah worker client yang gagal", "Jumlah worker server yang sukses", "Jumlah worker server yang gagal",
+    ]  # fmt: skip
+    with (folder / "laporan-thread.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 16
+    for row in rows:
+        figures = {name: float(row[name]) for name in numeric if row[name] != ""}  # a spreadsheet's plottable columns
+        assert figures["Volume (byte)"] in (2**20, 8 * 2**20)
+        assert row["Volume"] in ("1 MB", "8 MB")
+        if "Waktu total per client (s)" in figures:
+            volume_mib = figures["Volume (byte)"] / 2**20
+            throughput = volume_mib / figures["Waktu total per client (s)"]
+            assert figures["Throughput per client (MiB/s)"] == pytest.approx(throughput, rel=0.01)
+    page = (folder / "laporan.html").read_text()
+    assert '<html lang="id">' in page and "Cara setiap kolom dihitung" in page
+
+
+def test_pdf_without_a_renderer_is_a_one_line_error(results, tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    done = subprocess.run(
+        [sys.executable, "orchestrate.py", "report", "run-small", "--pdf", "--results", str(results)],
+        cwd=ROOT,
+        env={**os.environ, **NO_DOCKER, "PATH": str(empty)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: no PDF renderer: --pdf needs Chromium (Debian/Ubuntu: sudo apt-get install chromium)"
+    ]
+    assert not (results / "run-small" / "report.pdf").exists()
+
+
+def test_compare_on_the_terminal_is_plain_text(results):
+    shutil.copytree(results / "run-small", results / "run-copy")
+    done = orchestrate("compare", "run-small", "run-copy", "--results", str(results))
+    assert done.returncode == 0, done.stderr
+    assert "\\_" not in done.stdout and "\\*" not in done.stdout

@@ -140,3 +140,53 @@ def test_not_a_number_names_the_line_and_column(run):
     (run / "summary.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(ReportError, match=r"line 4: column 'volume_bytes' holds 'lots'"):
         load_run(run)
+
+
+def test_resources_chart_says_why_a_panel_is_empty_and_legend_colours_differ():
+    from matplotlib.colors import to_hex
+
+    from orchestrator.report.charts import resources_figure
+    from orchestrator.report.model import Cell
+
+    cells = [Cell(n, "upload", 2**20, 1, 1, "thread", server_memory=20.0 + n, client_memory=30.0) for n in (1, 2)]
+    cpu_axes, memory_axes = resources_figure(cells).axes
+    assert any("no CPU sample" in text.get_text() for text in cpu_axes.texts)
+    assert cpu_axes.get_legend() is None  # no legend entries for bars that were not drawn
+    colours = [to_hex(h.get_facecolor()) for h in memory_axes.get_legend().legend_handles]
+    assert len(colours) == 2 and len(set(colours)) == 2
+
+
+def test_scaling_table_explains_a_missing_fit():
+    from orchestrator.report.build import scaling_table
+    from orchestrator.report.insights import Scaling
+
+    table = scaling_table([Scaling("upload 1MiB, thread pool", 1, (1, 5), (0.1, 0.4), None, None)])
+    text = table.render("github")
+    assert "R²" not in text and "s per extra client" not in text  # no all-'-' columns
+    assert "three or more client counts" in table.caption and "(1, 5)" in table.caption
+
+
+def test_a_chart_without_data_is_a_sentence():
+    from orchestrator.report.build import _figure
+    from orchestrator.report.render import Paragraph
+
+    (block,) = _figure(None, "Throughput per client", missing="no transfer succeeded in any cell.")
+    assert isinstance(block, Paragraph) and "no transfer succeeded" in block.text
+
+
+def test_report_of_a_repeat_run_shows_the_spread(tmp_path):
+    import csv
+
+    folder = tmp_path / "run-small"
+    shutil.copytree(FIXTURE, folder)
+    with (folder / "summary.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    again = [{**r, "repeat": "2", "time_per_client_mean_s": str(float(r["time_per_client_mean_s"] or 1) * 1.5)}
+             for r in rows]  # fmt: skip
+    with (folder / "summary.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows + again)
+    page = build_report(folder).read_text()
+    assert " ± " in page and "mean ± standard deviation over the repeats" in page
+    assert "lowest to highest over the repeats" in page

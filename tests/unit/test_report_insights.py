@@ -147,7 +147,10 @@ def test_parse_cells_merges_repeats():
     ]  # fmt: skip
     (merged,) = parse_cells(rows)
     assert merged.repeats == 2 and merged.cell_ids == ("a", "b")
-    assert merged.time_mean == 1.5 and merged.throughput == 10.0 and merged.time_max == 3.0
+    assert merged.time_mean == 1.5 and merged.time_max == 3.0
+    assert merged.throughput == pytest.approx(1 / 1.5)  # volume / mean time, whatever the stored rates say
+    assert merged.rate_mean == 10.0
+    assert merged.range_of("time_mean") == (1.0, 2.0) and merged.range_of("server_cpu") is None
     assert (merged.clients_ok, merged.clients_failed) == (9, 1)
     assert merged.server_cpu is None  # a column the run did not have
     with pytest.raises(ReportError, match="missing"):

@@ -103,3 +103,17 @@ def test_write_manifest_never_fails_a_run(tmp_path):
     manifest = json.loads(path.read_text())
     assert manifest["matrix"] == {"tcp": {"clients": [1]}} and manifest["shuffle_seed"] == 7
     assert manifest["finished"] is None and manifest["host"]["cpu_count"]
+
+
+def test_tall_charts_print_side_by_side():
+    import struct
+
+    from orchestrator.report.render import Figure, to_html
+
+    def png(width: int, height: int) -> bytes:
+        return b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + struct.pack(">II", width, height) + b"\x08\x06\x00\x00\x00"
+
+    page = to_html([Figure("tall.png", "t"), Figure("wide.png", "w")], {"tall.png": png(500, 700),
+                   "wide.png": png(1000, 300)}, "x")  # fmt: skip
+    assert page.count('<figure class="tall">') == 1 and page.count("<figure>") == 1
+    assert "@page { size: A4 portrait" in page and "@media print" in page

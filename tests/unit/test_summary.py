@@ -5,13 +5,16 @@ import pytest
 from orchestrator.matrix import TcpCell
 from orchestrator.results import read_csv, write_csv
 from orchestrator.summary import (
-    SEED_HEADERS_ID,
+    LAPORAN_COLUMNS,
     SUMMARY_FIELDS,
+    TERMINAL_WIDTH,
+    Spread,
     combine_repeats,
+    course_volume,
     describe_errors,
+    laporan_tables,
     percentile,
     render_table,
-    seed_csv_tables,
     summarize_cell,
 )
 
@@ -31,10 +34,23 @@ def test_per_client_and_aggregate_figures_are_separate():
     server = [{"status": "ok"}, {"status": "ok"}, {"status": "error", "error": "Checksum mismatch"}]
     s = summarize_cell(CELL, rows, server)
     assert s["time_per_client_mean_s"] == pytest.approx(1.5)
-    assert s["throughput_per_client_mean_mibps"] == pytest.approx((10 + 5) / 2)
+    assert s["throughput_per_client_mibps"] == pytest.approx(10 / 1.5, abs=0.01)
+    assert s["throughput_per_client_mean_mibps"] == pytest.approx((10 + 5) / 2)  # its own named column
     assert s["aggregate_mibps"] == pytest.approx(20 / 2.0)  # 20 MiB moved in a 2 s window
     assert (s["clients_ok"], s["clients_failed"], s["server_ok"], s["server_failed"]) == (2, 1, 2, 1)
     assert "timeout after 60s" in s["errors"] and "server: Checksum mismatch" in s["errors"]
+
+
+def test_throughput_per_client_agrees_with_the_time_per_client_when_times_differ():
+    # Five clients queued on one worker: 0.2, 0.4, ... 1.0 s. The mean of their rates
+    # (2.28x the volume over the mean time here) overstates; volume / mean time does not.
+    rows = [client(i, seconds=0.2 * i) for i in range(1, 6)]
+    s = summarize_cell(replace(CELL, clients=5), rows, [{"status": "ok"}] * 5)
+    volume_mib = 10
+    assert s["throughput_per_client_mibps"] == pytest.approx(volume_mib / s["time_per_client_mean_s"], rel=1e-3)
+    assert s["throughput_per_client_mean_mibps"] > 1.3 * s["throughput_per_client_mibps"]
+    table = render_table([s])
+    assert f"{volume_mib / 0.6:.2f}" in table  # 16.67 MiB/s beside 0.600 s
 
 
 def test_cell_where_nothing_succeeded():
@@ -70,7 +86,8 @@ def test_time_spread_columns():
     s = summarize_cell(replace(CELL, clients=5), rows, [{"status": "ok"}] * 5)
     assert (s["time_per_client_p50_s"], s["time_per_client_max_s"]) == (3.0, 10.0)
     assert s["time_per_client_p95_s"] == pytest.approx(8.8)
-    assert "4.000 (3.000/8.800/10.000)" in render_table([s])
+    table = render_table([s])
+    assert "4.000" in table and "3.000" in table and "8.800" in table and "10.000" in table
 
 
 def test_repeats_are_combined_into_mean_and_sd():
@@ -78,23 +95,59 @@ def test_repeats_are_combined_into_mean_and_sd():
     two = summarize_cell(replace(CELL, repeat=2), [client(1, seconds=3.0)], [{"status": "ok"}])
     combined = combine_repeats([one, two])
     assert len(combined) == 1 and combined[0]["repeats"] == 2
-    mean, sd = combined[0]["time_per_client_mean_s"]
-    assert (mean, sd) == (2.0, pytest.approx(1.4142, abs=1e-4))
+    time = combined[0]["time_per_client_mean_s"]
+    assert isinstance(time, Spread)
+    assert (time.mean, time.sd, time.low, time.high) == (2.0, pytest.approx(1.4142, abs=1e-4), 1.0, 3.0)
+    assert combined[0]["throughput_per_client_mibps"].mean == pytest.approx(10 / 2.0)  # volume / mean time
     assert combined[0]["clients_ok"] == 2
     assert "2.000 ± 1.414" in render_table([one, two])
 
 
-def test_indonesian_export_has_the_seed_headers_per_pool():
-    thread = summarize_cell(CELL, [client(1)], [{"status": "ok"}])
+def test_laporan_files_hold_numbers_with_units_in_the_headers():
+    thread = summarize_cell(CELL, [client(1, seconds=0.5)], [{"status": "ok"}])
     process = summarize_cell(replace(CELL, number=9, server_pool="process"), [client(1)], [{"status": "error"}])
-    table = render_table([thread, process], lang="id")
-    assert "Server pool: thread" in table and "Server pool: process" in table
-    for header in SEED_HEADERS_ID:
-        assert header in table
-    files = seed_csv_tables([thread, process])
+    files = laporan_tables([thread, process])
     assert sorted(files) == ["laporan-process.csv", "laporan-thread.csv"]
-    assert list(files["laporan-process.csv"][0]) == SEED_HEADERS_ID
-    assert files["laporan-process.csv"][0]["Jumlah worker server yang sukses dan gagal"] == "0 sukses, 1 gagal"
+    (row,) = files["laporan-thread.csv"]
+    assert list(row) == list(LAPORAN_COLUMNS)
+    assert row["Volume"] == "10 MB" and row["Volume (byte)"] == 10 * 2**20
+    assert row["Waktu total per client (s)"] == 0.5 and row["Throughput per client (MiB/s)"] == 20.0
+    (bad,) = files["laporan-process.csv"]
+    assert (bad["Jumlah worker server yang sukses"], bad["Jumlah worker server yang gagal"]) == (0, 1)
+    table = render_table([thread, process], lang="id")
+    assert "laporan-thread.csv" in table and "laporan-process.csv" in table and "Operasi" in table
+
+
+def test_laporan_with_repeats_adds_their_spread():
+    one = summarize_cell(CELL, [client(1, seconds=1.0)], [{"status": "ok"}])
+    two = summarize_cell(replace(CELL, repeat=2), [client(1, seconds=3.0)], [{"status": "ok"}])
+    (row,) = laporan_tables([one, two])["laporan-thread.csv"]
+    assert row["Jumlah ulangan"] == 2 and row["Waktu total per client (s)"] == 2.0
+    assert (row["Waktu total per client, min (s)"], row["Waktu total per client, maks (s)"]) == (1.0, 3.0)
+
+
+def test_course_volumes():
+    assert [course_volume(v) for v in (10 * 2**20, 100 * 2**20, 512 * 1024, 1000)] == [
+        "10 MB", "100 MB", "512 KB", "1000 B"
+    ]  # fmt: skip
+
+
+def test_terminal_tables_fit_120_columns_even_with_repeats():
+    rows = []
+    for number in range(1, 33):
+        for repeat in (1, 2):
+            cell = replace(CELL, number=number, repeat=repeat, clients=50, server_workers=50, server_pool="process")
+            clients = [client(i, seconds=12.3456 + i + repeat) for i in range(1, 4)]
+            rows.append(summarize_cell(cell, clients, [{"status": "ok"}] * 3, {"server_cpu_percent": 150.0}))
+            rows[-1]["server_peak_rss_mib"] = 1234.5
+            rows[-1]["client_peak_rss_mib"] = 2345.6
+    text = render_table(rows, tablefmt="simple", width=TERMINAL_WIDTH)
+    assert max(len(line) for line in text.splitlines()) <= TERMINAL_WIDTH
+    for header in ("Operation", "Volume", "Time/client", "Throughput/client", "Aggregate", "Server RSS"):
+        assert header in text.replace("\n", " ")
+    assert "\\_" not in text and "server_pool" not in text
+    laporan = render_table(rows, tablefmt="simple", lang="id", width=TERMINAL_WIDTH)
+    assert max(len(line) for line in laporan.splitlines()) <= TERMINAL_WIDTH
 
 
 def test_rows_read_back_from_csv_render_the_same(tmp_path):

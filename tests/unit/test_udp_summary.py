@@ -133,3 +133,18 @@ def test_sender_budget_grows_with_pacing():
     assert sender_budget(cell()) < 60
     slow = UdpCell(1, "thread", 1, 1, "framed", rate=1000)
     assert sender_budget(slow) > 2 * 12.371
+
+
+def test_terminal_table_fits_120_columns_and_keeps_every_column():
+    rows = []
+    for number, model in enumerate(["process", "thread-pool", "broadcast"], start=1):
+        rows += rows_of(cell(model, 1, number=number), 0.25, a3=received(lost=5, intact=False))
+    wide = render_udp_table(rows, tablefmt="simple")
+    assert max(len(line) for line in wide.splitlines()) > 120  # what the terminal used to get
+    text = render_udp_table(rows, tablefmt="simple", width=120)
+    assert max(len(line) for line in text.splitlines()) <= 120
+    header_lines = [line for part in text.split("\n\n") for line in part.splitlines()[:2]]
+    header_words = " ".join(header_lines).split()
+    assert header_words.count("alpine-3") == 4 and header_words.count("alpine-1") == 4  # time, lost, dup, intact
+    for word in ["Model", "Course", "lost", "intact", "dup/reord"]:
+        assert word in header_words
