@@ -78,10 +78,6 @@ class Compose:
             raise ComposeError(f"`{' '.join(command)}` failed (exit {done.returncode}):\n{tail}")
         return done.stdout
 
-    def build(self) -> None:
-        """Build the node image from ``self.base_image`` (cached layers make it quick)."""
-        self.run(["build"])
-
     def up(self, services: Sequence[str] = (), env: Mapping[str, str] | None = None, recreate: bool = False) -> None:
         """Start services (all by default) in the background, without building."""
         args = ["up", "-d", "--no-build"]

@@ -9,6 +9,12 @@ Choice, first that works:
 
 So a laptop simply pulls the official image, and a machine without a
 registry builds its own base once, automatically.
+
+The node image itself is built here through the Docker API, not by
+``compose build``: Compose v2 builds with BuildKit and gives every build a new
+image id even when every layer is cached, which would make Compose recreate
+all three nodes on each call. The API's builder gives the same id for the
+same inputs, whichever Compose is installed.
 """
 
 from __future__ import annotations
@@ -73,3 +79,23 @@ def resolve_base_image(client: docker.DockerClient, settings: Settings, say: Cal
     say(f"no registry reachable for {DEFAULT_BASE_IMAGE}")
     build_local_base(settings, say)
     return LOCAL_BASE_IMAGE
+
+
+def build_node_image(client: docker.DockerClient, settings: Settings, base: str) -> str:
+    """Build ``images/Dockerfile`` on ``base`` as ``settings.image``; return the image id."""
+    try:
+        image, _ = client.images.build(
+            path=str(settings.root),
+            dockerfile="images/Dockerfile",
+            tag=settings.image,
+            buildargs={"BASE_IMAGE": base},
+            rm=True,
+            forcerm=True,
+        )
+    except docker.errors.BuildError as exc:
+        lines = [str(entry.get("stream") or entry.get("error") or "").strip() for entry in exc.build_log]
+        tail = "\n".join(line for line in lines if line)[-2000:]
+        raise ImageError(f"building the node image {settings.image} on {base} failed: {exc.msg}\n{tail}") from None
+    except docker.errors.APIError as exc:
+        raise ImageError(f"building the node image {settings.image} failed: {exc.explanation or exc}") from None
+    return str(image.id)

@@ -23,7 +23,7 @@ from docker.models.networks import Network
 from orchestrator.archive import ArchiveError, extract_stream
 from orchestrator.compose import Compose, settings_compose_command
 from orchestrator.errors import DockerUnavailable, NodeError
-from orchestrator.images import resolve_base_image
+from orchestrator.images import build_node_image, resolve_base_image
 from orchestrator.settings import CLIENT_NODE, NODE_USER, NODES, SERVER_NODE, SERVER_PORT, Settings, pids_limits
 
 Say = Callable[[str], None]
@@ -194,7 +194,7 @@ class Lab:
         """Build the node image (cached layers make a rebuild quick); return its base."""
         self.compose.base_image = resolve_base_image(self.client, self.settings, self.say)
         self.say(f"building the node image on {self.compose.base_image}")
-        self.compose.build()
+        build_node_image(self.client, self.settings, self.compose.base_image)
         return self.compose.base_image
 
     def up(self) -> None:

@@ -272,7 +272,10 @@ DETAIL_COLUMNS = [
     Column("Time/client max s", "time_per_client_max_s", 3, short="max s"),
     Column("Mean of client rates MiB/s", "throughput_per_client_mean_mibps", 2, short="Mean of rates MiB/s"),
     Column("Aggregate MiB/s", "aggregate_mibps", 2),
-    # Resources: docker stats of the containers while the cell ran, and the processes' own peak RSS.
+    # Resources: CPU from each container's cgroup counter at the cell's start and end (100 % is one core),
+    # memory from docker stats samples while the cell ran, and the processes' own peak RSS.
+    Column("Server CPU s", "server_cpu_seconds", 3),
+    Column("Client CPU s", "client_cpu_seconds", 3),
     Column("Server CPU %", "server_cpu_percent", 1),
     Column("Client CPU %", "client_cpu_percent", 1),
     Column("Server memory peak MiB", "server_memory_peak_mib", 1, short="Server mem MiB"),

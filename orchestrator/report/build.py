@@ -164,8 +164,8 @@ def failures_table(run: RunData) -> Block:
 
 
 NO_CPU_SAMPLE = (
-    "No CPU figure: every cell ended before docker stats' first sample (about one second). A matrix with larger "
-    "volumes or more clients has them."
+    "No CPU figure: the run was made before the lab read each container's CPU counter at the start and end of "
+    "every cell, or the counters could not be read (summary.csv's cpu_problems column says why)."
 )
 
 

@@ -315,6 +315,12 @@ def resources(cells: Sequence[Cell], path: Path) -> Path | None:
     return _save(figure, path) if figure else None
 
 
+NO_SAMPLE = {  # why a panel of the resources chart is empty
+    "CPU": "no CPU sample: no cell has a CPU counter reading (an older run, or see cpu_problems)",
+    "memory": "no memory sample: every cell ended before docker stats' first sample (about 1 s)",
+}
+
+
 def resources_figure(cells: Sequence[Cell]) -> Figure | None:
     """The resources chart; a panel with no sample says so in words."""
     shown = [
@@ -347,7 +353,7 @@ def resources_figure(cells: Sequence[Cell]) -> Figure | None:
             axes.set_yticks([])
             axes.text(
                 0.5, 0.5,
-                f"no {what} sample: every cell ended before docker stats' first sample (about 1 s)",
+                NO_SAMPLE[what],
                 ha="center", va="center", transform=axes.transAxes, fontsize=10,
             )  # fmt: skip
     rss = [(x, c.server_rss) for x, c in zip(xs, cells, strict=True) if c.server_rss is not None]
