@@ -32,10 +32,10 @@ RUN_LIMIT = 300  # seconds a faulty run may take before the test fails
 def slow_uploads(lab) -> Iterator[None]:
     """alpine-2 sends at 40 Mbit/s: a 12 MiB upload takes seconds, not a fraction of one."""
     rate = ["tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", "40mbit", "burst", "64kb", "latency", "1s"]
-    lab.node("alpine-2").check(rate)
+    lab.node("alpine-2").check(rate, root=True)
     yield
     try:
-        lab.node("alpine-2").exec(["tc", "qdisc", "del", "dev", "eth0", "root"])
+        lab.node("alpine-2").exec(["tc", "qdisc", "del", "dev", "eth0", "root"], root=True)
     except LabError:
         pass  # alpine-2 was recreated: its rate limit went with it
 
