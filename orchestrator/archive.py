@@ -86,7 +86,9 @@ def extract_stream(chunks: Iterable[bytes], dest: Path) -> list[Path]:
                 partial.replace(target)
                 written.append(target)
             elif member.issym():
-                pointed = Path(os.path.normpath(target.parent / member.linkname))
+                # Resolved through the links already on disk: `a -> .` then `a/b/l -> ../../x`
+                # looks inside by its name alone, yet lands outside.
+                pointed = Path(os.path.realpath(Path(os.path.realpath(target.parent)) / member.linkname))
                 if PurePosixPath(member.linkname).is_absolute() or not _inside(root, pointed):
                     raise ArchiveError(f"link {member.name!r} points outside: {member.linkname!r}")
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -94,9 +96,11 @@ def extract_stream(chunks: Iterable[bytes], dest: Path) -> list[Path]:
                 target.symlink_to(member.linkname)
             elif member.islnk():
                 original = _target(root, member.linkname)
+                if original.is_symlink() or not original.is_file():
+                    raise ArchiveError(f"hard link {member.name!r} must name a file unpacked before it")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.unlink(missing_ok=True)
-                os.link(original, target)
+                os.link(original, target, follow_symlinks=False)
             else:
                 raise ArchiveError(f"{member.name!r} is a device or FIFO, not a file")
     return written

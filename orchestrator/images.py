@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import docker
 import docker.errors
+import requests
 
 from orchestrator.errors import ImageError
 from orchestrator.settings import DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE, Settings
@@ -81,6 +82,9 @@ def resolve_base_image(client: docker.DockerClient, settings: Settings, say: Cal
     return LOCAL_BASE_IMAGE
 
 
+BUILD_TIMEOUT = 1800  # seconds: a first build installs Debian packages
+
+
 def build_node_image(client: docker.DockerClient, settings: Settings, base: str) -> str:
     """Build ``images/Dockerfile`` on ``base`` as ``settings.image``; return the image id."""
     try:
@@ -91,6 +95,7 @@ def build_node_image(client: docker.DockerClient, settings: Settings, base: str)
             buildargs={"BASE_IMAGE": base},
             rm=True,
             forcerm=True,
+            timeout=BUILD_TIMEOUT,
         )
     except docker.errors.BuildError as exc:
         lines = [str(entry.get("stream") or entry.get("error") or "").strip() for entry in exc.build_log]
@@ -98,4 +103,6 @@ def build_node_image(client: docker.DockerClient, settings: Settings, base: str)
         raise ImageError(f"building the node image {settings.image} on {base} failed: {exc.msg}\n{tail}") from None
     except docker.errors.APIError as exc:
         raise ImageError(f"building the node image {settings.image} failed: {exc.explanation or exc}") from None
+    except requests.exceptions.RequestException as exc:  # e.g. a first build on a slow package mirror
+        raise ImageError(f"building the node image {settings.image} did not finish: {exc}") from None
     return str(image.id)

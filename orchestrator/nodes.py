@@ -17,6 +17,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import requests
 from docker.models.containers import Container
 from docker.models.networks import Network
 
@@ -61,7 +62,7 @@ class Node:
         """
         bounded = ["timeout", "-k", "5", f"{time_limit:g}", *command]
         started = time.monotonic()
-        result = self._as_root(command, bounded) if root else self._as_user(command, bounded, on_line)
+        result = self._as_root(command, bounded, time_limit) if root else self._as_user(command, bounded, on_line)
         # timeout(1) exits 124 when its TERM worked, 128 + 9 when it had to KILL too.
         timed_out = result.exit_code == 124 or (result.exit_code == 137 and time.monotonic() - started >= time_limit)
         if timed_out and not limit_ok:
@@ -89,8 +90,8 @@ class Node:
             raise NodeError(f"{self.name}: cannot run {' '.join(command)}: {exc.explanation or exc}") from None
         return ExecResult(exit_code, "".join(chunks))
 
-    def _as_root(self, command: Sequence[str], bounded: list[str]) -> ExecResult:
-        return run_as_root(self._client, self.container, bounded, label=" ".join(command))
+    def _as_root(self, command: Sequence[str], bounded: list[str], time_limit: float) -> ExecResult:
+        return run_as_root(self._client, self.container, bounded, label=" ".join(command), time_limit=time_limit)
 
     def check(self, command: Sequence[str], time_limit: float = 600, root: bool = False) -> str:
         """Run ``command`` (as root with ``root``); raise NodeError unless it exits 0. Returns its output."""
@@ -127,28 +128,45 @@ class Node:
         return self.container.logs(tail=lines).decode("utf-8", "replace")
 
 
+ROOT_HELPER = "org.progjar-lab.root-helper"  # label of run_as_root's containers: the project they serve
+
+
 def run_as_root(
-    client: docker.DockerClient, container: Container, command: list[str], label: str, network: bool = True
+    client: docker.DockerClient,
+    container: Container,
+    command: list[str],
+    label: str,
+    network: bool = True,
+    time_limit: float = 600,
 ) -> ExecResult:
     """Run ``command`` as root in a short-lived container of the node's image that shares the node's
     volumes (and, with ``network``, its network), with only the rights to change the network and the
-    volumes' owner.
+    volumes' owner. The helper is removed whatever happens (even on Ctrl-C).
 
     Not ``docker exec -u root``: in a no-new-privileges container whose user is
     not root, Docker before 24.0.6 gives a root exec no capabilities at all.
     """
     shared = {"network_mode": f"container:{container.id}"} if network else {"network_disabled": True}
+    project = container.labels.get("com.docker.compose.project", "")
     try:
-        output = client.containers.run(
+        helper = client.containers.run(
             container.image.id, command, user="root", volumes_from=[container.id], cap_drop=["ALL"],
             cap_add=["NET_ADMIN", "CHOWN"], security_opt=["no-new-privileges:true"], read_only=True,
-            remove=True, stdout=True, stderr=True, labels={"org.progjar-lab.root-helper": "true"}, **shared,
+            detach=True, labels={ROOT_HELPER: project}, **shared,
         )  # fmt: skip
-        return ExecResult(0, output.decode("utf-8", "replace"))
-    except docker.errors.ContainerError as exc:
-        return ExecResult(exc.exit_status, (exc.stderr or b"").decode("utf-8", "replace"))
     except docker.errors.APIError as exc:
         raise NodeError(f"cannot run {label} as root: {exc.explanation or exc}") from None
+    try:
+        status = helper.wait(timeout=time_limit + 30)["StatusCode"]
+        output = helper.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+        raise NodeError(f"{label} as root did not finish: {exc}") from None
+    finally:
+        try:
+            helper.remove(force=True)
+        except docker.errors.APIError:
+            pass  # already gone
+    return ExecResult(status, output)
 
 
 def docker_client() -> docker.DockerClient:
@@ -240,9 +258,10 @@ class Lab:
         return None
 
     def remove_containers_and_networks(self) -> None:
-        """Remove the project's containers (renamed leftovers too) and networks; keep its volumes."""
+        """Remove the project's containers (renamed leftovers and root helpers too) and networks; keep its volumes."""
+        helpers = self.client.containers.list(all=True, filters={"label": f"{ROOT_HELPER}={self.settings.project}"})
         try:
-            for container in self._containers():
+            for container in [*helpers, *self._containers()]:
                 container.remove(force=True)
             for network in self._project_networks():
                 network.remove()
@@ -252,8 +271,8 @@ class Lab:
             ) from None
 
     def down(self) -> None:
-        self.compose.down()
-        self.remove_containers_and_networks()  # left over from other settings, which Compose no longer sees
+        self.remove_containers_and_networks()  # first: a root helper left behind would hold the volumes
+        self.compose.down()  # left over from other settings, which Compose no longer sees
 
     def adopt_volumes(self) -> bool:
         """Make every node's volumes belong to the nodes' user; True if any did not.
@@ -263,7 +282,8 @@ class Lab:
         so nothing stored in them is lost. This works on stopped nodes too (a
         server that could not write its log has exited).
         """
-        adopt = f'for place; do [ "$(stat -c %U "$place")" = {NODE_USER} ] && continue; echo "$place"; '
+        # Any file not the user's, not only the top folder: a chown cut short must be finished next time.
+        adopt = f'for place; do [ -z "$(find "$place" ! -user {NODE_USER} -print -quit)" ] && continue; echo "$place"; '
         adopt += f'chown -R {NODE_USER}:{NODE_USER} "$place"; done'
         adopted = False
         for service in NODES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.errors import LabError
 from orchestrator.settings import NODES, SERVER_NODE, pids_limits
 
 NET_ADMIN = 1 << 12  # bit of CAP_NET_ADMIN in /proc/<pid>/status
@@ -85,3 +86,24 @@ def test_volumes_left_by_a_lab_that_ran_as_root_are_handed_over_at_up(lab):
     node.check(["touch", "/results/x", "/data/files/y"])
     assert node.check(["cat", "/data/files/old-file"]).strip() == "kept"
     node.check(["rm", "-f", "/results/x", "/data/files/y", "/data/files/old-file"])
+
+
+def test_root_commands_leave_no_helper_container_even_when_cut_short(lab):
+    from orchestrator.nodes import ROOT_HELPER
+
+    node = lab.node("alpine-3")
+    with pytest.raises(LabError, match="stopped after"):
+        node.exec(["sleep", "30"], time_limit=1, root=True)
+    helpers = lab.client.containers.list(all=True, filters={"label": f"{ROOT_HELPER}={lab.settings.project}"})
+    assert helpers == []
+
+
+def test_a_chown_cut_short_is_finished_at_the_next_up(lab):
+    """Only some files root's (the top folder already handed over): they are found and handed over too."""
+    node = lab.node("alpine-2")
+    node.check(["sh", "-c", "mkdir -p /results/half && echo kept > /results/half/file"])
+    node.check(["chown", "root:root", "/results/half/file"], root=True)
+    lab.up()
+    node = lab.node("alpine-2")
+    node.check(["sh", "-c", "echo more >> /results/half/file"])
+    node.check(["rm", "-rf", "/results/half"])

@@ -126,3 +126,29 @@ def test_unpacked_files_belong_to_the_host_user_without_special_modes(tmp_path):
     assert stored.read_bytes() == b"xxx"
     assert stored.stat().st_uid == os.getuid()
     assert stored.stat().st_mode & 0o7000 == 0
+
+
+def test_links_that_leave_through_earlier_links_are_refused(tmp_path):
+    """`a -> .`, `b -> .`, then `a/b/l -> ../../secret`: inside by its name, outside on disk."""
+    secret = tmp_path / "secret"
+    secret.write_text("host file")
+
+    def build(archive):
+        add_special(archive, "a", tarfile.SYMTYPE, ".")
+        add_special(archive, "b", tarfile.SYMTYPE, ".")
+        add_special(archive, "a/b/l", tarfile.SYMTYPE, "../../secret")
+        add_special(archive, "h", tarfile.LNKTYPE, "l")
+
+    dest = tmp_path / "out"
+    with pytest.raises(ArchiveError, match="points outside"):
+        extract_stream([make_tar(build)], dest)
+    assert not (dest / "l").exists() and not (dest / "h").exists()
+
+
+def test_a_hard_link_to_a_symlink_is_refused(tmp_path):
+    def build(archive):
+        add_special(archive, "inner", tarfile.SYMTYPE, "x")
+        add_special(archive, "h", tarfile.LNKTYPE, "inner")
+
+    with pytest.raises(ArchiveError, match="must name a file"):
+        extract_stream([make_tar(build)], tmp_path / "out")
