@@ -544,6 +544,9 @@ class JsonSession:
         self.words_read = self.in_sync = self.answering = False
         step: Step = "close"
         try:
+            # Every request starts under the idle timeout: an upload's rate check
+            # shortens it, and the next answer must not be sent under that leftover.
+            self.conn.settimeout(self.ctx.limits.idle)
             framed = self.next_request()
             if framed is None:
                 outcome = None  # no whole request (yet)
@@ -696,7 +699,6 @@ def handle_json(conn: socket.socket, ready: Ready, ctx: ServerContext) -> Ready 
     """Serve the JSON requests that have come on ``conn``: the state to wait with, or None once closed."""
     after = None
     try:
-        conn.settimeout(ctx.limits.idle)
         after = JsonSession(conn, ready, ctx).run()
         return after
     finally:
