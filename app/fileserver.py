@@ -287,6 +287,9 @@ def new_outcome(peer: tuple[str, int]) -> dict[str, object]:
     return {"peer": peer[0], "peer_port": peer[1], "status": "error", "worker": worker}
 
 
+_outcome_errors_seen: set[int | None] = set()  # errnos already reported by record_outcome
+
+
 def record_outcome(ctx: ServerContext, outcome: dict[str, object], started: float, clock: float, wire: int) -> None:
     """Append one request's row to the outcome CSV and log one line."""
     seconds = time.perf_counter() - clock
@@ -296,7 +299,14 @@ def record_outcome(ctx: ServerContext, outcome: dict[str, object], started: floa
     # thread mode: the whole server), to show it does not grow with file size.
     outcome["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if ctx.outcomes:
-        ctx.outcomes.write(outcome)
+        try:
+            ctx.outcomes.write(outcome)
+        except OSError as exc:
+            # A full or broken disk costs the log its rows, never a client its
+            # connection or the server its life: warn once per kind of error.
+            if exc.errno not in _outcome_errors_seen:
+                _outcome_errors_seen.add(exc.errno)
+                log.error("cannot write the outcome log %s: %s", ctx.outcomes.path, exc.strerror or exc)
     log.info(
         "%s %s from %s:%s %s%s %.3fs",
         outcome.get("command", "-"), outcome.get("filename", "-"), outcome["peer"], outcome["peer_port"],
@@ -488,8 +498,10 @@ def handle_stream(conn: socket.socket, ready: Ready, ctx: ServerContext) -> None
         outcome["error"] = f"internal error: {type(exc).__name__}: {exc}"
         _try_send(conn, protocol.error_reply("Internal server error"))
     finally:
-        record_outcome(ctx, outcome, started, clock, wire)
-        _close(conn)  # after the row is written: a client that sees the close can read it
+        try:
+            record_outcome(ctx, outcome, started, clock, wire)
+        finally:
+            _close(conn)  # after the row is written: a client that sees the close can read it
 
 
 # --- the course's JSON protocol (port 6666) -------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import resource
 import signal
 import socket
 import threading
@@ -21,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from app import json_protocol, protocol
+from app.csvlog import CsvLog
+from app.fileserver import OUTCOME_FIELDS
 from tests.local.conftest import LocalServer, start_server, stop_server
 
 SMALL = os.urandom(3000)
@@ -191,3 +194,29 @@ def _wait_for(check, seconds: float = 5):
 
 def _children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_an_unwritable_outcome_log_costs_rows_not_answers(tmp_path, pool):
+    # The log holds its header and may not grow (as on a full disk): every row fails with EFBIG.
+    CsvLog(str(tmp_path / "outcomes.csv"), OUTCOME_FIELDS).close()
+    size = (tmp_path / "outcomes.csv").stat().st_size
+
+    def cap_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    server = start_server(tmp_path, pool, "--header-timeout", "0.5", json=True, preexec_fn=cap_file_size)
+    try:
+        (server.storage / "small.bin").write_bytes(SMALL)
+        with connect(server.port) as silent:  # cut by the waiting room
+            assert _until_close(silent) == b"ERROR Timeout waiting for client\r\n\r\n"
+        for _ in range(3):  # more requests than workers: each worker recorded a row, and lives on
+            reply = server.request(protocol.get_header("small.bin"))  # the server closes after it
+            assert reply == protocol.size_reply(len(SMALL)) + SMALL
+            with connect(server.json_port) as sock:
+                sock.sendall(b"LIST\r\n\r\n")
+                assert json_answer(sock) == {"status": "OK", "data": ["small.bin"]}
+        assert server.process.poll() is None
+        assert (tmp_path / "outcomes.csv").stat().st_size == size
+    finally:
+        stop_server(server)
