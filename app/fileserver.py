@@ -225,17 +225,22 @@ class Storage:
             raise protocol.ProtocolError("File not found") from None
         except PermissionError:
             raise protocol.ProtocolError("Permission denied") from None
+        except OSError as exc:  # read-only or failing disk: the client is told, not left without an answer
+            raise StorageError(exc) from None
 
     def names(self) -> list[str]:
         """The stored files' names, sorted; temporary uploads, links and unusable names left out."""
         names = []
-        with os.scandir(self.root) as entries:
-            for entry in entries:
-                try:
-                    if entry.is_file(follow_symlinks=False):
-                        names.append(protocol.check_filename(entry.name))
-                except protocol.ProtocolError:
-                    pass  # a hidden temporary upload, or a name no request could ask for
+        try:
+            with os.scandir(self.root) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_file(follow_symlinks=False):
+                            names.append(protocol.check_filename(entry.name))
+                    except protocol.ProtocolError:
+                        pass  # a hidden temporary upload, or a name no request could ask for
+        except OSError as exc:  # the folder is gone or unreadable: the client is told
+            raise StorageError(exc) from None
         return sorted(names)
 
     def sweep_temp(self, pid: int | None = None) -> int:

@@ -343,3 +343,16 @@ def test_a_slow_upload_leaves_no_short_timeout_for_the_next_answer(tmp_path, poo
         assert [row["status"] for row in rows] == ["ok", "ok"], rows
     finally:
         stop_server(server)
+
+
+def test_a_storage_folder_that_fails_is_answered_not_dropped(server, tmp_path):
+    # The folder becomes a link to itself: every path through it fails with ELOOP,
+    # an error of the disk's side (like EIO or EROFS), not of the client's request.
+    server.storage.rename(tmp_path / "moved")
+    server.storage.symlink_to(server.storage.name)
+    with server.connect() as sock:
+        for request in (b"LIST\r\n\r\n", b"DELETE a.txt\r\n\r\n"):
+            answer = sock.ask(request)
+            assert answer == {"status": "ERROR", "data": "Server storage error: Too many levels of symbolic links"}
+    errors = [row["error"] for row in server.rows(2)]
+    assert errors[-2:] == ["Server storage error: Too many levels of symbolic links"] * 2
