@@ -1368,8 +1368,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(processName)s/%(threadName)s %(message)s",
     )
-    storage = Storage(args.storage)
-    swept = storage.sweep_temp()
+    try:
+        storage = Storage(args.storage)
+        swept = storage.sweep_temp()
+        outcomes = CsvLog(args.outcomes, OUTCOME_FIELDS) if args.outcomes else None
+    except OSError as exc:  # e.g. a read-only folder: one line, not a traceback
+        print(f"fileserver: cannot write {exc.filename or args.storage}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     if swept:
         log.warning("removed %d partial upload(s) left by an earlier run", swept)
     endpoints = []
@@ -1383,7 +1388,6 @@ def main(argv: list[str] | None = None) -> int:
         idle=args.timeout, header=args.header_timeout, min_upload_rate=args.min_upload_rate,
         rate_window=args.rate_window, max_upload=args.max_upload, max_waiting=fit_descriptors(args.max_waiting),
     )  # fmt: skip
-    outcomes = CsvLog(args.outcomes, OUTCOME_FIELDS) if args.outcomes else None
     ctx = ServerContext(storage=storage, outcomes=outcomes, limits=limits)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
