@@ -184,6 +184,13 @@ class Storage:
         try:
             with open(fd, "wb", buffering=0) as out:
                 yield out  # type: ignore[misc]
+                try:
+                    # Once per upload, not per chunk: the bytes reach the disk before the
+                    # rename does, so a crash never replaces the previous version with an
+                    # empty or partial file.
+                    os.fsync(out.fileno())
+                except OSError as exc:
+                    raise StorageError(exc) from None
             try:
                 os.chmod(temp_path, 0o644)  # mkstemp() creates 0600; stored files are for everyone to read
                 os.replace(temp_path, self.path(name))  # replaces a symbolic link itself, never its target
