@@ -13,6 +13,8 @@ import os
 import resource
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ import pytest
 from app import json_protocol, protocol
 from app.csvlog import CsvLog
 from app.fileserver import OUTCOME_FIELDS
-from tests.local.conftest import LocalServer, start_server, stop_server
+from tests.local.conftest import ROOT, LocalServer, start_server, stop_server
 
 SMALL = os.urandom(3000)
 GET_LIMIT = 5.0  # seconds: the bound for a normal GET beside hostile clients
@@ -218,5 +220,22 @@ def test_an_unwritable_outcome_log_costs_rows_not_answers(tmp_path, pool):
                 assert json_answer(sock) == {"status": "OK", "data": ["small.bin"]}
         assert server.process.poll() is None
         assert (tmp_path / "outcomes.csv").stat().st_size == size
+    finally:
+        stop_server(server)
+
+
+@pytest.mark.parametrize("protocol_name", ["stream", "json"])
+def test_an_upload_refused_half_way_is_reported_with_the_servers_reason(tmp_path, protocol_name):
+    server = start_server(tmp_path, "thread", "--max-upload", "1MiB", json=True)
+    try:
+        port = server.json_port if protocol_name == "json" else server.port
+        done = subprocess.run(
+            [sys.executable, "-m", "app.stress_client", "--protocol", protocol_name, "--op", "upload",
+             "--size", "8MiB", "--host", "127.0.0.1", "--port", str(port), "--files", str(tmp_path / "files"),
+             "--csv", str(tmp_path / "clients.csv")],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert "server: File too large: the limit is 1MiB" in done.stdout, done.stdout
     finally:
         stop_server(server)
