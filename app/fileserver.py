@@ -1103,6 +1103,10 @@ class Stop(BaseException):
 
 
 def _raise_stop(signum: int, _frame: object) -> None:
+    # Stopping has begun: a second Ctrl-C or SIGTERM must not interrupt the
+    # clean-up (waiting for transfers under way) with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Stop(signal.Signals(signum).name)
 
 
@@ -1174,8 +1178,9 @@ class ProcessPool:
         for worker in self.workers:
             if worker.process.is_alive():
                 worker.process.terminate()
+        deadline = time.monotonic() + 10  # for all of them together, not 10 s each in turn
         for worker in self.workers:
-            worker.process.join(timeout=10)
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
             worker.control.close()
         for conn, _ in self.queue:
             conn.close()

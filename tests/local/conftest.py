@@ -70,6 +70,7 @@ def start_server(
     timeout: float = 2,
     json: bool = False,
     preexec_fn: Callable[[], None] | None = None,
+    stderr: int | None = None,
 ) -> LocalServer:
     """Start ``python -m app.fileserver`` on loopback with these options (and the JSON protocol if ``json``).
 
@@ -82,7 +83,9 @@ def start_server(
     command = [sys.executable, "-m", "app.fileserver", "--pool", pool, "--workers", str(workers),
                "--host", "127.0.0.1", "--port", str(port), "--storage", str(storage),
                "--outcomes", str(outcomes), "--timeout", str(timeout), "--quiet", *options]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=preexec_fn)
+    process = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=preexec_fn, stderr=stderr
+    )
     assert wait_for_port("127.0.0.1", port, 10), "server did not start"
     return LocalServer(port, storage, outcomes, process, json_port)
 

@@ -239,3 +239,20 @@ def test_an_upload_refused_half_way_is_reported_with_the_servers_reason(tmp_path
         assert "server: File too large: the limit is 1MiB" in done.stdout, done.stdout
     finally:
         stop_server(server)
+
+
+def test_a_second_sigterm_while_stopping_is_ignored(tmp_path):
+    server = start_server(tmp_path, "thread", json=True, timeout=3, stderr=subprocess.PIPE)
+    try:
+        (server.storage / "big.bin").write_bytes(os.urandom(8 << 20))
+        with connect(server.json_port) as sock:
+            sock.sendall(b"GET big.bin\r\n\r\n")  # never read: the worker waits in its send
+            time.sleep(0.5)
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)  # the server now waits for that transfer
+            server.process.send_signal(signal.SIGTERM)
+            _, stderr = server.process.communicate(timeout=15)
+        assert server.process.returncode == 0
+        assert "Traceback" not in stderr.decode(), stderr
+    finally:
+        server.process.kill()
