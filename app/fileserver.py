@@ -184,6 +184,13 @@ class Storage:
         try:
             with open(fd, "wb", buffering=0) as out:
                 yield out  # type: ignore[misc]
+                try:
+                    # Once per upload, not per chunk: the bytes reach the disk before the
+                    # rename does, so a crash never replaces the previous version with an
+                    # empty or partial file.
+                    os.fsync(out.fileno())
+                except OSError as exc:
+                    raise StorageError(exc) from None
             try:
                 os.chmod(temp_path, 0o644)  # mkstemp() creates 0600; stored files are for everyone to read
                 os.replace(temp_path, self.path(name))  # replaces a symbolic link itself, never its target
@@ -225,17 +232,22 @@ class Storage:
             raise protocol.ProtocolError("File not found") from None
         except PermissionError:
             raise protocol.ProtocolError("Permission denied") from None
+        except OSError as exc:  # read-only or failing disk: the client is told, not left without an answer
+            raise StorageError(exc) from None
 
     def names(self) -> list[str]:
         """The stored files' names, sorted; temporary uploads, links and unusable names left out."""
         names = []
-        with os.scandir(self.root) as entries:
-            for entry in entries:
-                try:
-                    if entry.is_file(follow_symlinks=False):
-                        names.append(protocol.check_filename(entry.name))
-                except protocol.ProtocolError:
-                    pass  # a hidden temporary upload, or a name no request could ask for
+        try:
+            with os.scandir(self.root) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_file(follow_symlinks=False):
+                            names.append(protocol.check_filename(entry.name))
+                    except protocol.ProtocolError:
+                        pass  # a hidden temporary upload, or a name no request could ask for
+        except OSError as exc:  # the folder is gone or unreadable: the client is told
+            raise StorageError(exc) from None
         return sorted(names)
 
     def sweep_temp(self, pid: int | None = None) -> int:
@@ -287,6 +299,9 @@ def new_outcome(peer: tuple[str, int]) -> dict[str, object]:
     return {"peer": peer[0], "peer_port": peer[1], "status": "error", "worker": worker}
 
 
+_outcome_errors_seen: set[int | None] = set()  # errnos already reported by record_outcome
+
+
 def record_outcome(ctx: ServerContext, outcome: dict[str, object], started: float, clock: float, wire: int) -> None:
     """Append one request's row to the outcome CSV and log one line."""
     seconds = time.perf_counter() - clock
@@ -296,7 +311,14 @@ def record_outcome(ctx: ServerContext, outcome: dict[str, object], started: floa
     # thread mode: the whole server), to show it does not grow with file size.
     outcome["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if ctx.outcomes:
-        ctx.outcomes.write(outcome)
+        try:
+            ctx.outcomes.write(outcome)
+        except OSError as exc:
+            # A full or broken disk costs the log its rows, never a client its
+            # connection or the server its life: warn once per kind of error.
+            if exc.errno not in _outcome_errors_seen:
+                _outcome_errors_seen.add(exc.errno)
+                log.error("cannot write the outcome log %s: %s", ctx.outcomes.path, exc.strerror or exc)
     log.info(
         "%s %s from %s:%s %s%s %.3fs",
         outcome.get("command", "-"), outcome.get("filename", "-"), outcome["peer"], outcome["peer_port"],
@@ -488,8 +510,10 @@ def handle_stream(conn: socket.socket, ready: Ready, ctx: ServerContext) -> None
         outcome["error"] = f"internal error: {type(exc).__name__}: {exc}"
         _try_send(conn, protocol.error_reply("Internal server error"))
     finally:
-        record_outcome(ctx, outcome, started, clock, wire)
-        _close(conn)  # after the row is written: a client that sees the close can read it
+        try:
+            record_outcome(ctx, outcome, started, clock, wire)
+        finally:
+            _close(conn)  # after the row is written: a client that sees the close can read it
 
 
 # --- the course's JSON protocol (port 6666) -------------------------------------
@@ -544,6 +568,9 @@ class JsonSession:
         self.words_read = self.in_sync = self.answering = False
         step: Step = "close"
         try:
+            # Every request starts under the idle timeout: an upload's rate check
+            # shortens it, and the next answer must not be sent under that leftover.
+            self.conn.settimeout(self.ctx.limits.idle)
             framed = self.next_request()
             if framed is None:
                 outcome = None  # no whole request (yet)
@@ -696,7 +723,6 @@ def handle_json(conn: socket.socket, ready: Ready, ctx: ServerContext) -> Ready 
     """Serve the JSON requests that have come on ``conn``: the state to wait with, or None once closed."""
     after = None
     try:
-        conn.settimeout(ctx.limits.idle)
         after = JsonSession(conn, ready, ctx).run()
         return after
     finally:
@@ -1077,6 +1103,10 @@ class Stop(BaseException):
 
 
 def _raise_stop(signum: int, _frame: object) -> None:
+    # Stopping has begun: a second Ctrl-C or SIGTERM must not interrupt the
+    # clean-up (waiting for transfers under way) with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Stop(signal.Signals(signum).name)
 
 
@@ -1148,8 +1178,9 @@ class ProcessPool:
         for worker in self.workers:
             if worker.process.is_alive():
                 worker.process.terminate()
+        deadline = time.monotonic() + 10  # for all of them together, not 10 s each in turn
         for worker in self.workers:
-            worker.process.join(timeout=10)
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
             worker.control.close()
         for conn, _ in self.queue:
             conn.close()
@@ -1349,8 +1380,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(processName)s/%(threadName)s %(message)s",
     )
-    storage = Storage(args.storage)
-    swept = storage.sweep_temp()
+    try:
+        storage = Storage(args.storage)
+        swept = storage.sweep_temp()
+        outcomes = CsvLog(args.outcomes, OUTCOME_FIELDS) if args.outcomes else None
+    except OSError as exc:  # e.g. a read-only folder: one line, not a traceback
+        print(f"fileserver: cannot write {exc.filename or args.storage}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     if swept:
         log.warning("removed %d partial upload(s) left by an earlier run", swept)
     endpoints = []
@@ -1364,7 +1400,6 @@ def main(argv: list[str] | None = None) -> int:
         idle=args.timeout, header=args.header_timeout, min_upload_rate=args.min_upload_rate,
         rate_window=args.rate_window, max_upload=args.max_upload, max_waiting=fit_descriptors(args.max_waiting),
     )  # fmt: skip
-    outcomes = CsvLog(args.outcomes, OUTCOME_FIELDS) if args.outcomes else None
     ctx = ServerContext(storage=storage, outcomes=outcomes, limits=limits)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)

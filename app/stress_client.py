@@ -195,6 +195,33 @@ def _send_base64(sock: socket.socket, job: Transfer, deadline: float) -> int:
     return sent
 
 
+def _send_refusable(
+    sock: socket.socket,
+    deadline: float,
+    send: Callable[[], int],
+    read_reason: Callable[[socket.socket, float], object],
+) -> int:
+    """``send()`` an upload's body; returns its bytes.
+
+    If the server refuses the rest (too large, its disk full) and closes, our
+    send fails with a broken pipe or a reset; the server's answer, if it is
+    still in our buffer, is the cause worth recording (``read_reason`` reads
+    it in the upload's protocol), raised as ServerError.
+    """
+    try:
+        return send()
+    except (BrokenPipeError, ConnectionResetError):
+        try:
+            reason = read_reason(sock, min(deadline, time.monotonic() + 1))
+        except (OSError, TransferError):
+            raise ConnectionResetError("the server closed the connection during the upload") from None
+        raise ServerError(reason) from None
+
+
+def _reply_text(sock: socket.socket, deadline: float) -> str:
+    return _read_reply(sock, deadline)[1]
+
+
 def _upload(sock: socket.socket, job: Transfer, deadline: float) -> int:
     """Send the file as base64; returns the wire bytes sent."""
     header = protocol.upload_header(job.name, protocol.base64_length(job.size), job.sha256)
@@ -203,16 +230,7 @@ def _upload(sock: socket.socket, job: Transfer, deadline: float) -> int:
     ok, text, _ = _read_reply(sock, deadline)
     if not ok:
         raise ServerError(text)
-    try:
-        sent = len(header) + _send_base64(sock, job, deadline)
-    except (BrokenPipeError, ConnectionResetError):
-        # The server refused the rest (e.g. its disk is full) and closed: its answer,
-        # if it is still in our buffer, is the cause worth recording.
-        try:
-            ok, text, _ = _read_reply(sock, min(deadline, time.monotonic() + 1))
-        except (OSError, TransferError):
-            raise ConnectionResetError("the server closed the connection during the upload") from None
-        raise ServerError(text) from None
+    sent = len(header) + _send_refusable(sock, deadline, lambda: _send_base64(sock, job, deadline), _reply_text)
     ok, text, _ = _read_reply(sock, deadline)
     if not ok:
         raise ServerError(text)
@@ -300,15 +318,23 @@ def check_json_status(answer: dict[str, object]) -> None:
         raise ServerError(answer.get("data"))
 
 
+def _json_answer_text(sock: socket.socket, deadline: float) -> object:
+    return read_json_answer(sock, deadline).get("data")
+
+
 def _json_upload(sock: socket.socket, job: Transfer, deadline: float) -> int:
     """``UPLOAD <name> <base64>\\r\\n\\r\\n``, the base64 made and sent piece by piece."""
     prefix = json_protocol.upload_prefix(job.name)
     _until(sock, deadline)
     sock.sendall(prefix)
-    sent = len(prefix) + _send_base64(sock, job, deadline)
-    _until(sock, deadline)
-    sock.sendall(protocol.TERMINATOR)
-    sent += len(protocol.TERMINATOR)
+
+    def body() -> int:
+        count = _send_base64(sock, job, deadline)
+        _until(sock, deadline)
+        sock.sendall(protocol.TERMINATOR)
+        return count + len(protocol.TERMINATOR)
+
+    sent = len(prefix) + _send_refusable(sock, deadline, body, _json_answer_text)
     answer = read_json_answer(sock, deadline)
     check_json_status(answer)
     stored = answer.get("sha256")

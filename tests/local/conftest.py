@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +63,19 @@ def free_port() -> int:
 
 
 def start_server(
-    tmp_path: Path, pool: str, *options: str, workers: int = 2, timeout: float = 2, json: bool = False
+    tmp_path: Path,
+    pool: str,
+    *options: str,
+    workers: int = 2,
+    timeout: float = 2,
+    json: bool = False,
+    preexec_fn: Callable[[], None] | None = None,
+    stderr: int | None = None,
 ) -> LocalServer:
-    """Start ``python -m app.fileserver`` on loopback with these options (and the JSON protocol if ``json``)."""
+    """Start ``python -m app.fileserver`` on loopback with these options (and the JSON protocol if ``json``).
+
+    ``preexec_fn`` runs in the server's process before it starts (e.g. to set a resource limit).
+    """
     port, json_port = free_port(), (free_port() if json else 0)
     if json:
         options = (*options, "--json-port", str(json_port))
@@ -73,7 +83,9 @@ def start_server(
     command = [sys.executable, "-m", "app.fileserver", "--pool", pool, "--workers", str(workers),
                "--host", "127.0.0.1", "--port", str(port), "--storage", str(storage),
                "--outcomes", str(outcomes), "--timeout", str(timeout), "--quiet", *options]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=preexec_fn, stderr=stderr
+    )
     assert wait_for_port("127.0.0.1", port, 10), "server did not start"
     return LocalServer(port, storage, outcomes, process, json_port)
 

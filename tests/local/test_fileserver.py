@@ -8,7 +8,10 @@ import sys
 import threading
 import time
 
+import pytest
+
 from app import protocol
+from tests.local.conftest import ROOT, free_port
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
@@ -192,3 +195,15 @@ def test_links_and_special_files_in_storage_are_not_served(server, tmp_path):
     assert secret.read_text() == "outside the storage folder"
     assert not (server.storage / "link.txt").is_symlink()
     assert server.request(protocol.get_header("link.txt")) == protocol.size_reply(3) + b"new"
+
+
+@pytest.mark.parametrize("flag", ["--storage", "--outcomes"])
+def test_a_folder_that_cannot_be_created_is_one_line_and_exit_1(tmp_path, flag):
+    (tmp_path / "plain-file").write_bytes(b"")
+    target = tmp_path / "plain-file" / "sub" / "x"  # under a regular file: mkdir fails even for root
+    options = ["--storage", str(tmp_path / "storage"), flag, str(target)]  # the last --storage wins
+    done = subprocess.run(
+        [sys.executable, "-m", "app.fileserver", "--host", "127.0.0.1", "--port", str(free_port()), *options],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (1, f"fileserver: cannot write {target.parent}: Not a directory\n")

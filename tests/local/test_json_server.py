@@ -320,3 +320,39 @@ def test_an_empty_file_and_links(server, tmp_path):
         assert sock.ask(b"GET link.txt\r\n\r\n") == {"status": "ERROR", "data": "File not found"}
         assert sock.ask(b"DELETE link.txt\r\n\r\n") == {"status": "ERROR", "data": "File not found"}
     assert (server.storage / "link.txt").is_symlink() and secret.read_text() == "outside the storage folder"
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_a_slow_upload_leaves_no_short_timeout_for_the_next_answer(tmp_path, pool):
+    # An upload whose body comes late makes the rate check shorten the socket's
+    # timeout; the pipelined GET after it must be sent under the idle timeout
+    # (10 s here), not that leftover, while the client pauses for 4 s.
+    server = start_server(tmp_path, pool, timeout=10)
+    try:
+        big = os.urandom(8 << 20)  # its base64 does not fit the loopback socket buffers
+        (server.storage / "big.bin").write_bytes(big)
+        with server.connect() as sock:
+            sock.sendall(json_protocol.upload_prefix("small.bin"))
+            time.sleep(0.3)
+            sock.sendall(base64.b64encode(b"small") + b"\r\n\r\nGET big.bin\r\n\r\n")
+            time.sleep(4)
+            sock.sock.settimeout(20)
+            assert sock.read_answer()["status"] == "OK"
+            assert base64.b64decode(sock.read_answer(limit=1 << 26)["data_file"]) == big
+        rows = server.rows(2)
+        assert [row["status"] for row in rows] == ["ok", "ok"], rows
+    finally:
+        stop_server(server)
+
+
+def test_a_storage_folder_that_fails_is_answered_not_dropped(server, tmp_path):
+    # The folder becomes a link to itself: every path through it fails with ELOOP,
+    # an error of the disk's side (like EIO or EROFS), not of the client's request.
+    server.storage.rename(tmp_path / "moved")
+    server.storage.symlink_to(server.storage.name)
+    with server.connect() as sock:
+        for request in (b"LIST\r\n\r\n", b"DELETE a.txt\r\n\r\n"):
+            answer = sock.ask(request)
+            assert answer == {"status": "ERROR", "data": "Server storage error: Too many levels of symbolic links"}
+    errors = [row["error"] for row in server.rows(2)]
+    assert errors[-2:] == ["Server storage error: Too many levels of symbolic links"] * 2

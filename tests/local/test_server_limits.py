@@ -10,8 +10,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import resource
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +24,9 @@ from pathlib import Path
 import pytest
 
 from app import json_protocol, protocol
-from tests.local.conftest import LocalServer, start_server, stop_server
+from app.csvlog import CsvLog
+from app.fileserver import OUTCOME_FIELDS
+from tests.local.conftest import ROOT, LocalServer, start_server, stop_server
 
 SMALL = os.urandom(3000)
 GET_LIMIT = 5.0  # seconds: the bound for a normal GET beside hostile clients
@@ -191,3 +196,63 @@ def _wait_for(check, seconds: float = 5):
 
 def _children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_an_unwritable_outcome_log_costs_rows_not_answers(tmp_path, pool):
+    # The log holds its header and may not grow (as on a full disk): every row fails with EFBIG.
+    CsvLog(str(tmp_path / "outcomes.csv"), OUTCOME_FIELDS).close()
+    size = (tmp_path / "outcomes.csv").stat().st_size
+
+    def cap_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    server = start_server(tmp_path, pool, "--header-timeout", "0.5", json=True, preexec_fn=cap_file_size)
+    try:
+        (server.storage / "small.bin").write_bytes(SMALL)
+        with connect(server.port) as silent:  # cut by the waiting room
+            assert _until_close(silent) == b"ERROR Timeout waiting for client\r\n\r\n"
+        for _ in range(3):  # more requests than workers: each worker recorded a row, and lives on
+            reply = server.request(protocol.get_header("small.bin"))  # the server closes after it
+            assert reply == protocol.size_reply(len(SMALL)) + SMALL
+            with connect(server.json_port) as sock:
+                sock.sendall(b"LIST\r\n\r\n")
+                assert json_answer(sock) == {"status": "OK", "data": ["small.bin"]}
+        assert server.process.poll() is None
+        assert (tmp_path / "outcomes.csv").stat().st_size == size
+    finally:
+        stop_server(server)
+
+
+@pytest.mark.parametrize("protocol_name", ["stream", "json"])
+def test_an_upload_refused_half_way_is_reported_with_the_servers_reason(tmp_path, protocol_name):
+    server = start_server(tmp_path, "thread", "--max-upload", "1MiB", json=True)
+    try:
+        port = server.json_port if protocol_name == "json" else server.port
+        done = subprocess.run(
+            [sys.executable, "-m", "app.stress_client", "--protocol", protocol_name, "--op", "upload",
+             "--size", "8MiB", "--host", "127.0.0.1", "--port", str(port), "--files", str(tmp_path / "files"),
+             "--csv", str(tmp_path / "clients.csv")],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert "server: File too large: the limit is 1MiB" in done.stdout, done.stdout
+    finally:
+        stop_server(server)
+
+
+def test_a_second_sigterm_while_stopping_is_ignored(tmp_path):
+    server = start_server(tmp_path, "thread", json=True, timeout=3, stderr=subprocess.PIPE)
+    try:
+        (server.storage / "big.bin").write_bytes(os.urandom(8 << 20))
+        with connect(server.json_port) as sock:
+            sock.sendall(b"GET big.bin\r\n\r\n")  # never read: the worker waits in its send
+            time.sleep(0.5)
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)  # the server now waits for that transfer
+            server.process.send_signal(signal.SIGTERM)
+            _, stderr = server.process.communicate(timeout=15)
+        assert server.process.returncode == 0
+        assert "Traceback" not in stderr.decode(), stderr
+    finally:
+        server.process.kill()
