@@ -35,7 +35,6 @@ import os
 import socket
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -55,6 +54,7 @@ from app.stress_client import (
     json_get,
     read_json_answer,
     stream_get,
+    until_deadline,
 )
 
 EXIT_OK, EXIT_BROKEN, EXIT_USAGE, EXIT_SERVER, EXIT_UNREACHABLE, EXIT_TIMEOUT, EXIT_MISMATCH = 0, 1, 2, 3, 4, 5, 6
@@ -74,11 +74,11 @@ class LocalWriteError(Exception):
 
 @contextmanager
 def connection(host: str, port: int, deadline: float) -> Iterator[socket.socket]:
-    """A connection that is cut when ``deadline`` passes, whatever it is doing then.
+    """A connection to the server, made before ``deadline``.
 
-    A socket timeout alone bounds each ``recv()``, not the whole command: a
-    server that sends one byte a minute would never trip it. The timer shuts
-    the socket down at the deadline, which ends any blocked call at once.
+    Every call on it then goes through ``until_deadline`` (here and in the
+    stress client's transfer functions), so the whole command ends at the
+    deadline even when the server sends one byte a minute.
     """
     remaining = deadline - time.monotonic()
     if remaining <= 0:
@@ -89,21 +89,8 @@ def connection(host: str, port: int, deadline: float) -> Iterator[socket.socket]
         raise
     except OSError as exc:  # refused, no route, unknown name
         raise Unreachable(f"cannot reach the server at {host}:{port}: {exc.strerror or exc}") from None
-    watchdog = threading.Timer(remaining, _shut, args=(sock,))
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        with sock:
-            yield sock
-    finally:
-        watchdog.cancel()
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed: nothing left to stop
+    with sock:
+        yield sock
 
 
 def tcp_port(text: str) -> int:
@@ -126,6 +113,7 @@ def safe_name(name: str, what: str) -> str:
 
 def list_files(args: argparse.Namespace, deadline: float) -> int:
     with connection(args.host, args.port, deadline) as sock:
+        until_deadline(sock, deadline)
         sock.sendall(json_protocol.request("LIST"))
         answer = read_json_answer(sock, deadline)
     check_json_status(answer)
@@ -207,6 +195,7 @@ def upload_file(args: argparse.Namespace, deadline: float) -> int:
 def delete_file(args: argparse.Namespace, deadline: float) -> int:
     name = safe_name(args.name, "file name")
     with connection(args.host, args.port, deadline) as sock:
+        until_deadline(sock, deadline)
         sock.sendall(json_protocol.request("DELETE", name))
         answer = read_json_answer(sock, deadline)
     check_json_status(answer)
@@ -240,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(EXIT_BROKEN, str(exc))
     except (TransferError, OSError) as exc:
         if isinstance(exc, TimeoutError) or time.monotonic() >= deadline:
-            # A socket operation timed out, or the watchdog cut the connection: either way, the deadline.
+            # A socket call ran past the time left, or the deadline passed between calls.
             return fail(EXIT_TIMEOUT, f"timeout: {args.command} did not finish within {args.timeout:g}s")
         if isinstance(exc, TransferError):
             return fail(EXIT_BROKEN, str(exc))

@@ -90,7 +90,7 @@ class TransferError(Exception):
     """A transfer failed; the message is the cause recorded in the CSV."""
 
 
-def _until(sock: socket.socket, deadline: float) -> None:
+def until_deadline(sock: socket.socket, deadline: float) -> None:
     """Let the next socket call block at most until ``deadline`` (time.monotonic()).
 
     A socket's timeout bounds one call, and a peer that sends a byte now and
@@ -131,7 +131,7 @@ def _read_reply(sock: socket.socket, deadline: float) -> tuple[bool, str, bytes]
     """Receive one ``OK …``/``ERROR …`` answer; return (ok, text, bytes after it)."""
     buffer = b""
     while True:
-        _until(sock, deadline)
+        until_deadline(sock, deadline)
         data = sock.recv(65536)
         if not data:
             raise TransferError("server closed the connection without an answer")
@@ -152,7 +152,7 @@ def _sendfile(sock: socket.socket, path: str, deadline: float) -> int:
     peer accepts, so a slow reader could stretch it past the deadline; here
     every wait for room in the socket ends at the deadline itself.
     """
-    _until(sock, deadline)  # a socket with a timeout is non-blocking underneath
+    until_deadline(sock, deadline)  # a socket with a timeout is non-blocking underneath
     sent = 0
     with open(path, "rb") as source, selectors.DefaultSelector() as selector:
         selector.register(sock, selectors.EVENT_WRITE)
@@ -189,7 +189,7 @@ def _send_base64(sock: socket.socket, job: Transfer, deadline: float) -> int:
         # work only; the deadline costs a clock read and a settimeout().
         while count := source.readinto(buffer):
             encoded = binascii.b2a_base64(view[:count], newline=False)
-            _until(sock, deadline)
+            until_deadline(sock, deadline)
             sock.sendall(encoded)  # its timeout bounds the whole call, not each send
             sent += len(encoded)
     return sent
@@ -225,7 +225,7 @@ def _reply_text(sock: socket.socket, deadline: float) -> str:
 def _upload(sock: socket.socket, job: Transfer, deadline: float) -> int:
     """Send the file as base64; returns the wire bytes sent."""
     header = protocol.upload_header(job.name, protocol.base64_length(job.size), job.sha256)
-    _until(sock, deadline)
+    until_deadline(sock, deadline)
     sock.sendall(header)
     ok, text, _ = _read_reply(sock, deadline)
     if not ok:
@@ -243,7 +243,7 @@ def stream_get(sock: socket.socket, name: str, deadline: float, sink: Sink | Non
     The file's bytes go to ``sink`` as they arrive; all ``OK <size>`` announced must come.
     """
     request = protocol.get_header(name)
-    _until(sock, deadline)
+    until_deadline(sock, deadline)
     sock.sendall(request)
     ok, text, first = _read_reply(sock, deadline)
     if not ok:
@@ -261,7 +261,7 @@ def stream_get(sock: socket.socket, name: str, deadline: float, sink: Sink | Non
     view = memoryview(buffer)
     # Hot loop: recv_into a reused buffer and hash in C; nothing per byte.
     while received < size:
-        _until(sock, deadline)
+        until_deadline(sock, deadline)
         count = sock.recv_into(view, min(DOWNLOAD_CHUNK, size - received))
         if not count:
             raise TransferError(f"connection closed after {received} of {size} bytes")
@@ -301,7 +301,7 @@ def read_json_answer(sock: socket.socket, deadline: float) -> dict[str, object]:
     """Receive one small JSON answer (not a GET's): at most MAX_KEPT_ANSWER bytes are kept."""
     parser = json_protocol.AnswerParser()
     while not parser.done:  # bounded: the parser refuses an answer larger than its limit
-        _until(sock, deadline)
+        until_deadline(sock, deadline)
         data = sock.recv(65536)
         if not data:
             raise TransferError("server closed the connection without an answer")
@@ -325,12 +325,12 @@ def _json_answer_text(sock: socket.socket, deadline: float) -> object:
 def _json_upload(sock: socket.socket, job: Transfer, deadline: float) -> int:
     """``UPLOAD <name> <base64>\\r\\n\\r\\n``, the base64 made and sent piece by piece."""
     prefix = json_protocol.upload_prefix(job.name)
-    _until(sock, deadline)
+    until_deadline(sock, deadline)
     sock.sendall(prefix)
 
     def body() -> int:
         count = _send_base64(sock, job, deadline)
-        _until(sock, deadline)
+        until_deadline(sock, deadline)
         sock.sendall(protocol.TERMINATOR)
         return count + len(protocol.TERMINATOR)
 
@@ -351,7 +351,7 @@ def json_get(sock: socket.socket, name: str, deadline: float, sink: Sink | None 
     ``data_file`` is decoded while it arrives and its bytes go to ``sink``.
     """
     request = json_protocol.request("GET", name)
-    _until(sock, deadline)
+    until_deadline(sock, deadline)
     sock.sendall(request)
     parser = json_protocol.AnswerParser("data_file")
     decoder = Base64StreamDecoder()
@@ -359,7 +359,7 @@ def json_get(sock: socket.socket, name: str, deadline: float, sink: Sink | None 
     received = 0
     wire = len(request)
     while not parser.done:  # bounded by the deadline; each round receives at least a byte
-        _until(sock, deadline)
+        until_deadline(sock, deadline)
         data = sock.recv(DOWNLOAD_CHUNK)
         if not data:
             raise TransferError(f"connection closed after {received} bytes, before the end of the answer")
