@@ -41,7 +41,9 @@ class JsonServer:
 
 
 def start_server(tmp_path: Path, pool: str, timeout: float = 2) -> JsonServer:
-    port, json_port = free_port(), free_port()
+    port = json_port = free_port()
+    while json_port == port:  # the kernel may hand out the same free port twice
+        json_port = free_port()
     storage, outcomes = tmp_path / "storage", tmp_path / "outcomes.csv"
     command = [sys.executable, "-m", "app.fileserver", "--pool", pool, "--workers", "2", "--host", "127.0.0.1",
                "--port", str(port), "--json-port", str(json_port), "--storage", str(storage),
