@@ -40,10 +40,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 from app import json_protocol, protocol
+from app.contract import PROTOCOL_PORTS, SERVER_NODE
 from app.genfile import sha256_of
 from app.stress_client import (
-    DEFAULT_HOST,
-    PORTS,
     TRANSFERS,
     MismatchError,
     ServerError,
@@ -241,7 +240,7 @@ def fail(code: int, message: str) -> int:
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app.file_client",
         description="List, download, upload and delete files on the lab's file server.",
@@ -263,12 +262,17 @@ def main(argv: list[str] | None = None) -> int:
     upload.add_argument("--name", help="name on the server (default: FILE's own name)")
     delete = commands.add_parser("delete", parents=[common], help="delete NAME on the server (--protocol json)")
     delete.add_argument("name", metavar="NAME")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in JSON_ONLY and args.protocol == "stream":
         parser.error(f"{args.command}: the streaming dialect has only UPLOAD and GET; use --protocol json")
     if not 0 < args.timeout < float("inf"):  # also refuses "nan"
         parser.error("--timeout must be a positive number of seconds")
-    args.port = args.port or PORTS[args.protocol]
+    args.port = args.port or PROTOCOL_PORTS[args.protocol]
     return run(args)
 
 
@@ -282,7 +286,7 @@ def add_connection_options(parser: argparse.ArgumentParser, default: object) -> 
     def value(real: object) -> object:
         return real if default is None else default
 
-    parser.add_argument("--host", default=value(DEFAULT_HOST), help=f"server address (default {DEFAULT_HOST})")
+    parser.add_argument("--host", default=value(SERVER_NODE), help=f"server address (default {SERVER_NODE})")
     parser.add_argument(
         "--protocol", choices=["stream", "json"], default=value("stream"), help="wire protocol (default stream)"
     )

@@ -119,11 +119,16 @@ def sha256_of(path: str) -> str:
     return hasher.hexdigest()
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app.genfile", description=__doc__.split("\n")[0])
     parser.add_argument("--size", required=True, action="append", help="e.g. 10MiB; repeatable")
     parser.add_argument("--dir", default="files", help="folder for the files (default: ./files)")
     parser.add_argument("--verify", action="store_true", help="hash an existing file again before trusting it")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         sizes = [parse_size(s) for s in args.size]

@@ -1,7 +1,7 @@
 """The course's JSON protocol (TCP port 6666): framing and answers.
 
 Pure functions and small state machines only: no sockets here, so every
-rule is unit-tested alone. The server's socket loop is in ``app/fileserver.py``.
+rule is unit-tested alone. The server's side is in ``app/fileserver/json_session.py``.
 
 The protocol (``PROTOKOL.txt`` of the course, translated)::
 
@@ -54,7 +54,6 @@ from json.decoder import JSONDecodeError, scanstring
 
 from app.protocol import MAX_HEADER_BYTES, TERMINATOR, ProtocolError, check_filename
 
-JSON_PORT = 6666
 BARE_COMMAND_QUIET = 0.25  # seconds of silence after which a bare command is complete
 MAX_KEPT_ANSWER = 1 << 16  # bytes of an answer a client keeps, besides the streamed file
 UNKNOWN_REQUEST = "request tidak dikenali"  # the course's message: "request not recognised"

@@ -14,6 +14,8 @@ import socket
 import sys
 import time
 
+from app.contract import STREAM_PORT
+
 
 def wait_for_port(host: str, port: int, wait: float, interval: float = 0.1) -> bool:
     """Try to connect until it works or ``wait`` seconds have passed."""
@@ -28,12 +30,16 @@ def wait_for_port(host: str, port: int, wait: float, interval: float = 0.1) -> b
             time.sleep(interval)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app.probe", description="Wait for a TCP port.")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8889)
+    parser.add_argument("--port", type=int, default=STREAM_PORT)
     parser.add_argument("--wait", type=float, default=0.0, help="seconds to keep trying (default: one try)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if wait_for_port(args.host, args.port, args.wait):
         return 0
     print(f"probe: {args.host}:{args.port} not accepting connections", file=sys.stderr)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-STREAM_PORT = 8889
 TERMINATOR = b"\r\n\r\n"
 MAX_HEADER_BYTES = 8192
 MAX_FILENAME_BYTES = 255

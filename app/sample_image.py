@@ -23,9 +23,10 @@ import struct
 import sys
 import zlib
 
+from app.contract import SAMPLE_IMAGE_SIZE as TARGET_SIZE  # 12,371 bytes, the size of the course report's test image
+
 WIDTH = 64
 HEIGHT = 63
-TARGET_SIZE = 12_371  # bytes, the size of the course report's test image
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STORED_BLOCK_MAX = 65_535  # the most bytes one uncompressed deflate block can hold
 COMMENT = "progjar-lab sample image for the UDP experiment: sky, sun and hills, 64x63 RGB, uncompressed."
@@ -86,10 +87,14 @@ def sample_png() -> bytes:
     return PNG_SIGNATURE + header + comment + pixels + end
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app.sample_image", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="sample.png", help="file to write (default: ./sample.png)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     data = sample_png()
     try:
         with open(args.out, "wb") as f:

@@ -20,6 +20,7 @@ import socket
 import sys
 import time
 
+from app.contract import SPEEDTEST_PORT
 from app.sizes import parse_size
 
 BUFFER = 4 << 20  # 4 MiB per send/recv: few system calls per byte moved
@@ -89,19 +90,23 @@ def send(host: str, port: int, nbytes: int, seconds: float) -> dict[str, float]:
     return {"bytes": sent, "seconds": elapsed, "mibps": _rate(sent, elapsed)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app.speedtest", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="mode", required=True)
     sub.add_parser("codec", help="base64 and SHA-256 speed")
     sink_args = sub.add_parser("sink", help="receive one TCP stream")
-    sink_args.add_argument("--port", type=int, default=5201)
+    sink_args.add_argument("--port", type=int, default=SPEEDTEST_PORT)
     sink_args.add_argument("--seconds", type=float, default=60, help="give up after this long")
     send_args = sub.add_parser("send", help="send one TCP stream")
     send_args.add_argument("--host", required=True)
-    send_args.add_argument("--port", type=int, default=5201)
+    send_args.add_argument("--port", type=int, default=SPEEDTEST_PORT)
     send_args.add_argument("--bytes", type=parse_size, default=parse_size("2GiB"))
     send_args.add_argument("--seconds", type=float, default=20, help="stop sending after this long")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if args.mode == "codec":
             result = codec_speeds()

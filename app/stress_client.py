@@ -44,6 +44,7 @@ from dataclasses import dataclass, replace
 
 from app import json_protocol, protocol
 from app.base64_stream import Base64Error, Base64StreamDecoder
+from app.contract import CLIENT_FIELDS, PROTOCOL_PORTS, SERVER_NODE
 from app.csvlog import CsvLog
 from app.genfile import ensure_base64, ensure_file, sha256_of
 from app.sizes import parse_size
@@ -53,14 +54,6 @@ from app.sizes import parse_size
 UPLOAD_CHUNK = 3 * 256 * 1024
 # 2 MiB per recv(): measured about 15 % faster downloads than 1 MiB (fewer system calls per byte).
 DOWNLOAD_CHUNK = 2 << 20
-
-ROW_FIELDS = [
-    "cell", "client", "op", "volume_bytes", "clients", "client_pool", "server_workers",
-    "server_pool", "start", "end", "seconds", "bytes", "wire_bytes", "throughput_bps",
-    "status", "error", "local_port", "sha256", "protocol", "peak_rss_kib",
-]  # fmt: skip
-PORTS = {"stream": protocol.STREAM_PORT, "json": json_protocol.JSON_PORT}
-DEFAULT_HOST = "alpine-1"  # the lab's server node, by its name on the lab's network
 
 
 @dataclass(frozen=True)
@@ -488,13 +481,13 @@ def prepare(args: argparse.Namespace) -> Transfer:
             os.makedirs(args.keep, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"--keep: cannot use {args.keep}: {exc.strerror or exc}") from None
-    port = args.port or PORTS[args.protocol]
+    port = args.port or PROTOCOL_PORTS[args.protocol]
     return Transfer(
         args.op, args.host, port, path, name, size, digest, args.timeout, args.keep, args.protocol, base64_path
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app.stress_client", description="Concurrent upload/download stress client."
     )
@@ -505,9 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="file name on the server (default: the local file's name)")
     parser.add_argument("--clients", type=int, default=1, help="concurrent clients (default 1)")
     parser.add_argument("--pool", choices=["thread", "process"], default="thread", help="client concurrency model")
-    parser.add_argument(
-        "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST}, the lab's server)"
-    )
+    parser.add_argument("--host", default=SERVER_NODE, help=f"server address (default {SERVER_NODE}, the lab's server)")
     parser.add_argument(
         "--protocol", choices=["stream", "json"], default="stream", help="wire protocol (default stream)"
     )
@@ -520,6 +511,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-workers", default="", help="label: the server's worker count")
     parser.add_argument("--server-pool", default="", help="label: the server's pool mode")
     parser.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.clients < 1:
         parser.error("--clients must be at least 1")
@@ -533,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = {"cell": args.cell, "clients": args.clients, "client_pool": args.pool,
               "server_workers": args.server_workers, "server_pool": args.server_pool}  # fmt: skip
     if args.csv:
-        with CsvLog(args.csv, ROW_FIELDS) as out:
+        with CsvLog(args.csv, CLIENT_FIELDS) as out:
             for row in rows:
                 out.write({**labels, **row})
     ok = [row for row in rows if row["status"] == "ok"]

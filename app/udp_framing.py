@@ -29,9 +29,9 @@ Two framings travel on UDP port 8888:
 bytes, lost, duplicated and out-of-order pieces, and whether the file came
 through intact. ``app.udp_receiver`` feeds them from its socket.
 
-The time limits at the end (``MAX_SECONDS``, ``transfer_time_limits``) are
-shared by the sender, the receiver and the orchestrator, so a matrix is
-checked against the very numbers the programs enforce.
+The limits the sender, the receiver and the orchestrator share (the largest
+payloads, ``MAX_SECONDS``, ``transfer_time_limits``) are in ``app/contract.py``,
+so a matrix is checked against the very numbers the programs enforce.
 """
 
 from __future__ import annotations
@@ -40,57 +40,31 @@ import hashlib
 import struct
 from dataclasses import dataclass, field
 
+# The limits are defined in the contract. Those imported "as" themselves are
+# re-exported, for code that still imports them from here (the host, tests).
+from app.contract import MAX_FRAMED_PAYLOAD as MAX_FRAMED_PAYLOAD
+from app.contract import MAX_IDLE_TIMEOUT as MAX_IDLE_TIMEOUT
+from app.contract import MAX_RATE as MAX_RATE
+from app.contract import MAX_SECONDS as MAX_SECONDS
+from app.contract import MAX_UDP_PAYLOAD as MAX_UDP_PAYLOAD
+from app.contract import START_WAIT as START_WAIT
+from app.contract import count_datagrams
+from app.contract import max_payload as max_payload
+from app.contract import transfer_time_limits as transfer_time_limits
+
 MAGIC = b"PJ"
 VERSION = 1
 KIND_DATA = 1
 KIND_END = 2
 HEADER = struct.Struct("!2sBBIII")  # magic, version, kind, transfer id, sequence, total
 END_BODY = struct.Struct("!Q32s")  # file size, SHA-256 digest
-HEADER_SIZE = HEADER.size  # 16
-MAX_UDP_PAYLOAD = 65_507  # 65,535 - 8 (UDP header) - 20 (IPv4 header)
-MAX_FRAMED_PAYLOAD = MAX_UDP_PAYLOAD - HEADER_SIZE  # 65,491
+HEADER_SIZE = HEADER.size  # 16, the contract's UDP_HEADER_SIZE (so MAX_FRAMED_PAYLOAD is 65,491)
 MAX_DATAGRAMS = 1 << 24  # a header claiming more is refused: bounds what a receiver will track
 FRAMINGS = ("framed", "raw")
 
 
 class FramingError(ValueError):
     """A datagram that is not a valid frame of this protocol."""
-
-
-# --- time limits -----------------------------------------------------------------
-# What the two programs accept on their command lines. The orchestrator
-# refuses a matrix beyond them before any cell runs, instead of starting
-# programs that would then refuse their arguments.
-MAX_RATE = 10_000_000  # sender --rate: datagrams per second per destination
-MAX_SECONDS = 86_400  # sender --timeout and receiver --max-time: one day
-MAX_IDLE_TIMEOUT = 3_600  # receiver --idle-timeout: an hour without a datagram is long enough to give up
-START_WAIT = 30.0  # seconds receivers may take to start listening before the sender starts
-SEND_SLACK = 30.0  # seconds added to every send budget: starting Python, forking the pools
-UNPACED_PACE = 5_000  # datagrams per second assumed of an unpaced sender (a slow machine) for its budget
-
-
-def transfer_time_limits(size: int, payload: int, rate: float, idle_timeout: float) -> tuple[float, float]:
-    """(sender timeout, receiver max-time) in seconds for one transfer of ``size`` bytes: generous, but bounded.
-
-    The sender gets twice the time its datagrams should take, at ``rate`` per
-    second (or ``UNPACED_PACE`` when unpaced, ``rate`` 0), plus ``SEND_SLACK``.
-    A receiver starts first and waits ``idle_timeout`` after the last datagram,
-    so it gets the sender's time plus both of those.
-    """
-    datagrams = count_datagrams(size, payload)
-    expected = datagrams / (rate if rate > 0 else UNPACED_PACE)
-    sender = SEND_SLACK + 2 * expected
-    return sender, sender + idle_timeout + START_WAIT
-
-
-def max_payload(framing: str) -> int:
-    """The most file bytes one datagram can carry in ``framing``."""
-    return MAX_FRAMED_PAYLOAD if framing == "framed" else MAX_UDP_PAYLOAD
-
-
-def count_datagrams(size: int, payload: int) -> int:
-    """Data datagrams needed for ``size`` bytes, ``payload`` bytes each (0 for an empty file)."""
-    return -(-size // payload)
 
 
 def split(data: bytes, payload: int) -> list[bytes]:

@@ -44,24 +44,17 @@ import time
 from dataclasses import dataclass
 
 from app import udp_framing
+from app.contract import MAX_IDLE_TIMEOUT, MAX_SECONDS, MAX_UDP_PAYLOAD, UDP_PORT, UDP_RECEIVER_FIELDS
 from app.csvlog import CsvLog
 from app.sample_image import sample_png
 from app.sizes import parse_size
 from app.udp_framing import Expected, FramedTally, FramingError, RawTally, Verdict
 
-PORT = 8888
 RECV_BUFFER = 65_536  # larger than any UDP datagram, so none is ever truncated
 DEFAULT_RCVBUF = 8 * 1024 * 1024  # kernel buffer: holds a whole 1-byte-per-datagram image while Python catches up
 LINGER = 0.25  # seconds to wait, once a transfer looks finished, for end-marker copies or stragglers
 MAX_BYTES = 256 * 1024 * 1024  # a transfer stops growing here: bounds memory whatever arrives
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux; not exported by Python's socket module
-
-ROW_FIELDS = [
-    "cell", "receiver", "framing", "transfer_id", "sender", "expected_datagrams", "datagrams",
-    "unique_datagrams", "lost", "duplicates", "out_of_order", "end_markers", "malformed", "bytes",
-    "expected_bytes", "expected_sha256", "sha256", "intact", "status", "stopped", "start", "end",
-    "seconds", "idle_timeout", "rcvbuf", "kernel_drops", "error",
-]  # fmt: skip
 
 
 @dataclass
@@ -303,10 +296,10 @@ def describe(row: dict[str, object]) -> str:
     return f"{row['status']}: {counts}, {row['bytes']} bytes{extra}, {sha}, {seconds}{who} [{row['stopped']}]"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app.udp_receiver", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default: all)")
-    parser.add_argument("--port", type=int, default=PORT, help="UDP port (default 8888)")
+    parser.add_argument("--port", type=int, default=UDP_PORT, help="UDP port (default 8888)")
     parser.add_argument("--framing", choices=udp_framing.FRAMINGS, default="framed", help="framed (default) or raw")
     parser.add_argument("--expect", help="the file that should arrive: 'sample' (the lab's image) or a path")
     parser.add_argument("--payload", type=int, help="raw mode: the sender's bytes per datagram (to count losses)")
@@ -321,20 +314,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell", default="", help="label written in the CSV's cell column")
     parser.add_argument("--label", default=socket.gethostname(), help="receiver name in the CSV (default: hostname)")
     parser.add_argument("--quiet", action="store_true", help="print only the 'listening' line")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not 1 <= args.port <= 65535:
         parser.error("--port must be from 1 to 65535")
     if not 1 <= args.transfers <= 1000:
         parser.error("--transfers must be from 1 to 1000")
-    if not 0 < args.idle_timeout <= udp_framing.MAX_IDLE_TIMEOUT or not 0 < args.max_time <= udp_framing.MAX_SECONDS:
-        parser.error(
-            f"--idle-timeout must be from 0 to {udp_framing.MAX_IDLE_TIMEOUT} s "
-            f"and --max-time from 0 to {udp_framing.MAX_SECONDS} s"
-        )
-    if args.first_wait is not None and not 0 < args.first_wait <= udp_framing.MAX_SECONDS:
-        parser.error(f"--first-wait must be from 0 to {udp_framing.MAX_SECONDS} s")
-    if args.payload is not None and not 1 <= args.payload <= udp_framing.MAX_UDP_PAYLOAD:
-        parser.error(f"--payload must be from 1 to {udp_framing.MAX_UDP_PAYLOAD}")
+    if not 0 < args.idle_timeout <= MAX_IDLE_TIMEOUT or not 0 < args.max_time <= MAX_SECONDS:
+        parser.error(f"--idle-timeout must be from 0 to {MAX_IDLE_TIMEOUT} s and --max-time from 0 to {MAX_SECONDS} s")
+    if args.first_wait is not None and not 0 < args.first_wait <= MAX_SECONDS:
+        parser.error(f"--first-wait must be from 0 to {MAX_SECONDS} s")
+    if args.payload is not None and not 1 <= args.payload <= MAX_UDP_PAYLOAD:
+        parser.error(f"--payload must be from 1 to {MAX_UDP_PAYLOAD}")
     try:
         args.rcvbuf = parse_size(args.rcvbuf)
     except ValueError as exc:
@@ -354,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     limits = Limits(args.idle_timeout, args.max_time, args.first_wait)
     rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-    out = CsvLog(args.csv, ROW_FIELDS) if args.csv else None
+    out = CsvLog(args.csv, UDP_RECEIVER_FIELDS) if args.csv else None
     drops_before = udp_receive_errors()
     # The orchestrator waits for this line: from here on no datagram is missed.
     waits = "waiting for a sender" if args.first_wait is None else f"waiting up to {args.first_wait:g} s for a sender"

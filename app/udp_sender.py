@@ -48,23 +48,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from app import udp_framing
+from app.contract import MAX_RATE, MAX_SECONDS, RECEIVER_NODES, UDP_PORT, UDP_SENDER_FIELDS, max_payload
 from app.csvlog import CsvLog
 from app.sample_image import sample_png
 
 MODELS = ("process", "thread", "process-pool", "thread-pool", "asyncio", "broadcast")
-PORT = 8888
-DEFAULT_DESTINATIONS = ("alpine-1", "alpine-3")  # Compose's DNS finds them on whatever subnet the lab uses
+DEFAULT_DESTINATIONS = tuple(RECEIVER_NODES)  # Compose's DNS finds them on whatever subnet the lab uses
 POOL_PROCESSES = 20  # the original's Pool(processes=20)
 POOL_THREADS = 4  # the original's ThreadPoolExecutor(max_workers=4)
 END_COPIES = 3  # end markers sent per transfer: one lost copy must not leave a receiver guessing
 ASYNC_YIELD_EVERY = 64  # unpaced asyncio sends: let the other destinations' tasks run this often
 STOP_GRACE = 2.0  # seconds a worker has, after the deadline, to hand in its row before it counts as lost
-
-ROW_FIELDS = [
-    "cell", "repeat", "model", "framing", "payload", "rate", "transfer_id", "destination", "port",
-    "datagrams", "end_markers", "bytes", "wire_bytes", "file_bytes", "file_sha256", "start", "end", "seconds",
-    "run_start", "run_seconds", "status", "error",
-]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -416,12 +410,12 @@ def load_file(spec: str) -> bytes:
         return f.read()
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app.udp_sender", description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=MODELS, default="thread", help="concurrency model (default thread)")
     parser.add_argument("--dest", action="append", metavar="HOST[:PORT]",
                         help="a receiver; repeatable (default: alpine-1 and alpine-3)")  # fmt: skip
-    parser.add_argument("--port", type=int, default=PORT, help="receivers' UDP port (default 8888)")
+    parser.add_argument("--port", type=int, default=UDP_PORT, help="receivers' UDP port (default 8888)")
     parser.add_argument("--broadcast", help="address for --model broadcast (default: alpine-1's /24, .255)")
     parser.add_argument("--file", default="sample", help="file to send (default: the lab's 12,371-byte sample PNG)")
     parser.add_argument("--payload", type=int, default=1, help="file bytes per datagram (default 1, as the original)")
@@ -434,17 +428,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", help="append one row per destination and repeat to this CSV file")
     parser.add_argument("--cell", default="", help="label written in the CSV's cell column")
     parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
 
-    limit = udp_framing.max_payload(args.framing)
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    limit = max_payload(args.framing)
     if not 1 <= args.payload <= limit:
         parser.error(f"--payload must be from 1 to {limit} bytes with --framing {args.framing}")
-    if not 0 <= args.rate <= udp_framing.MAX_RATE:
-        parser.error(f"--rate must be from 0 to {udp_framing.MAX_RATE} datagrams per second")
+    if not 0 <= args.rate <= MAX_RATE:
+        parser.error(f"--rate must be from 0 to {MAX_RATE} datagrams per second")
     if not 1 <= args.repeats <= 1000:
         parser.error("--repeats must be from 1 to 1000")
-    if not 0 < args.timeout <= udp_framing.MAX_SECONDS:
-        parser.error(f"--timeout must be from 0 to {udp_framing.MAX_SECONDS} seconds")
+    if not 0 < args.timeout <= MAX_SECONDS:
+        parser.error(f"--timeout must be from 0 to {MAX_SECONDS} seconds")
     if args.transfer_id is not None and not 0 <= args.transfer_id <= 2**32 - args.repeats:
         parser.error("--transfer-id must fit in 32 bits")
     try:
@@ -468,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
               f"of {args.payload} byte(s), {args.framing}, model {args.model}, to "
               + ", ".join(f"{host}:{port}" for host, port in targets))  # fmt: skip
 
-    out = CsvLog(args.csv, ROW_FIELDS) if args.csv else None
+    out = CsvLog(args.csv, UDP_SENDER_FIELDS) if args.csv else None
     failures = 0
     for repeat in range(1, args.repeats + 1):
         transfer_id = first_id + repeat - 1

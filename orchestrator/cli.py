@@ -25,48 +25,26 @@ failed (see the summary); 2 bad usage or matrix; 1 Docker or the lab failed;
 from __future__ import annotations
 
 import argparse
-import random
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import docker.errors
 
-from orchestrator.bench import render_bench, run_bench
-from orchestrator.compare import compare_runs, comparison_blocks, write_comparison
-from orchestrator.compose import settings_compose_command
-from orchestrator.errors import LabError, MatrixError, UsageError
-from orchestrator.manifest import write_manifest
-from orchestrator.matrix import Matrix, load_matrix, parse_matrix, plan_cells
-from orchestrator.nodes import Lab
+from orchestrator import usecases
+from orchestrator.errors import LabError
+from orchestrator.experiments.registry import in_matrix
+from orchestrator.lab.compose_cli import settings_compose_command
 from orchestrator.report import ReportError, build_report
-from orchestrator.report.build import write_laporan
 from orchestrator.report.catalog import list_runs, render_runs
+from orchestrator.report.compare import compare_runs, comparison_blocks, write_comparison
 from orchestrator.report.load import find_run, load_run
 from orchestrator.report.render import to_text
-from orchestrator.results import (
-    EXPERIMENTS,
-    LANGUAGES,
-    RUN_ID,
-    RunFolder,
-    RunState,
-    check_run_id,
-    new_run_id,
-)
-from orchestrator.runner import run_tcp
 from orchestrator.settings import load_settings
-from orchestrator.summary import TERMINAL_WIDTH, render_table
-from orchestrator.udp_runner import run_udp
-from orchestrator.udp_summary import count_failures, render_udp_table
+from orchestrator.store import LANGUAGES, RUN_ID, check_run_id
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = usecases.ROOT
 EXIT_FAILED_TRANSFERS = 3
-
-
-# What can stop a run midway: the lab's own errors, the Docker engine's, and the host's
-# (OSError covers a full disk and a lost connection to the engine, which the docker SDK raises as OSError).
-RUN_ERRORS = (LabError, docker.errors.DockerException, OSError)
 
 
 def one_line(exc: BaseException) -> str:
@@ -84,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("command", nargs="?", default="run", choices=sorted(COMMANDS), help="default: run")
     parser.add_argument("targets", nargs="*", metavar="RUN_ID", help="run ids, for commands that take them")
     parser.add_argument("--matrix", default="quick", help="quick (default), full, or a YAML file")
-    parser.add_argument("--experiment", choices=EXPERIMENTS, default="all", help="which sections of the matrix run")
+    parser.add_argument(
+        "--experiment", choices=("all", *in_matrix()), default="all", help="which sections of the matrix run"
+    )
     parser.add_argument("--repeat", type=int, default=1, metavar="N", help="run every cell N times (mean ± sd)")
     parser.add_argument("--shuffle", action="store_true", help="run the cells in random order (seed is recorded)")
     parser.add_argument("--seed", type=int, help="seed for --shuffle (default: random)")
@@ -112,140 +92,50 @@ def _say(args: argparse.Namespace) -> Callable[[str], None]:
     return lambda msg: print(msg, end="" if msg.endswith("\r") else "\n", flush=True)
 
 
-def _plan(args: argparse.Namespace, folder: RunFolder) -> tuple[Matrix, RunState]:
-    """The matrix and run state: new from the arguments, or stored in the run folder for --resume."""
-    if args.resume:
-        state = folder.load_state()
-        if args.lang and args.lang != state.lang:
-            raise UsageError(f"--lang {args.lang}: run {folder.run_id} was started with --lang {state.lang}")
-        if args.keep_downloads and not state.keep_downloads:
-            raise UsageError(f"--keep-downloads: run {folder.run_id} was started without it")
-        matrix = parse_matrix(folder.matrix_data(), state.matrix)
-        return matrix, state
-    matrix = load_matrix(args.matrix, ROOT / "matrices")
-    seed = (args.seed if args.seed is not None else random.randrange(2**31)) if args.shuffle else None
-    state = RunState(
-        folder.run_id, args.matrix, args.experiment, args.repeat, seed, "running", time.time(),
-        lang=args.lang or "en", keep_downloads=args.keep_downloads,
-    )  # fmt: skip
-    return matrix, state
-
-
-def _record(lab: Lab, folder: RunFolder, state: RunState, status: str) -> None:
-    """Save the run's status in run.json and its environment in manifest.json."""
-    state.status = status
-    if status == "finished":
-        state.finished = time.time()
-    folder.save_state(state)
-    write_manifest(lab, folder, state)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    """Load the matrix, bring the lab up, run its cells, print the summaries."""
-    say = _say(args)
-    if args.repeat < 1:
-        raise MatrixError("--repeat must be at least 1")
-    if args.resume:
-        folder = RunFolder(args.results, check_run_id(args.resume, "--resume"))
-    else:
-        folder = RunFolder(
-            args.results, check_run_id(args.run_id) if args.run_id else new_run_id(Path(args.matrix).stem)
-        )
-    if not args.resume and folder.path.exists():
-        raise LabError(f"{folder.path} already exists; choose another --run-id or --resume {folder.run_id}")
-    matrix, state = _plan(args, folder)  # the matrix is validated before Docker is touched
-    tcp_cells = plan_cells(matrix.tcp, state.repeat, state.shuffle_seed) if state.experiment != "udp" else []
-    udp_cells = matrix.udp if state.experiment != "tcp" else []
-    if not tcp_cells and not udp_cells:
-        raise MatrixError(f"matrix {matrix.name} has no {state.experiment} section to run")
-    finished = folder.finished_cells() if args.resume else []
-    done_ids = {row["cell_id"] for row in finished}
-    todo = [cell for cell in tcp_cells if cell.id not in done_ids]
-    lab = Lab(load_settings(ROOT), say)
-    started = time.monotonic()
-    lab.up()
-    if args.resume:
-        folder.drop_unfinished()
-        say(f"resuming run {folder.run_id}: {len(done_ids)} of {len(tcp_cells)} TCP cells already done")
-    else:
-        folder.create(matrix, state)
-        seed = f", shuffled with seed {state.shuffle_seed}" if state.shuffle_seed is not None else ""
-        say(f"run {folder.run_id}: matrix {matrix.name}, {len(tcp_cells)} TCP and {len(udp_cells)} UDP cells{seed}")
-    _record(lab, folder, state, "running")
-    failed = 0
-    report = [f"# Run {folder.run_id}: matrix {matrix.name}\n"]
+    """Run the matrix's cells and print the summaries; exit 3 if any transfer failed."""
+    request = usecases.RunRequest(
+        results=args.results, matrix=args.matrix, experiment=args.experiment, repeat=args.repeat,
+        shuffle=args.shuffle, seed=args.seed, resume=args.resume, run_id=args.run_id, lang=args.lang,
+        keep_downloads=args.keep_downloads,
+    )  # fmt: skip
+    folder = usecases.run_folder(request)
     try:
-        if tcp_cells:
-            new = run_tcp(lab, folder, todo, say, finished=len(done_ids), keep_downloads=state.keep_downloads)
-            summaries = [*finished, *new]
-            report.append(f"## TCP file server\n\n{render_table(summaries, lang=state.lang)}\n")
-            print(render_table(summaries, tablefmt="simple", lang=state.lang, width=TERMINAL_WIDTH))
-            if state.lang == "id":
-                write_laporan(folder.path, summaries)
-            failed += sum(int(s["clients_failed"]) + int(s["server_failed"]) for s in summaries)  # type: ignore[call-overload]
-        if udp_cells:
-            udp_rows = run_udp(lab, folder, udp_cells, say)
-            report.append(f"## UDP sender to two receivers\n\n{render_udp_table(udp_rows)}\n")
-            print(f"\n{render_udp_table(udp_rows, tablefmt='simple', width=TERMINAL_WIDTH)}")
-            failed += count_failures(udp_rows)
-        (folder.path / "summary.md").write_text("\n".join(report))
-        _record(lab, folder, state, "finished")
-    except KeyboardInterrupt:
-        _record(lab, folder, state, "interrupted")
-        print(f"\nresume with: python orchestrate.py --resume {folder.run_id}", file=sys.stderr)
+        outcome = usecases.run(request, folder, _say(args))
+    except (KeyboardInterrupt, LabError, docker.errors.DockerException, OSError):
+        if (folder.path / "run.json").is_file():  # the run has begun: its finished cells are kept
+            print(f"\nresume with: python orchestrate.py --resume {folder.run_id}", file=sys.stderr)
         raise
-    except RUN_ERRORS:
-        try:
-            _record(lab, folder, state, "failed")
-        except RUN_ERRORS as exc:  # e.g. the host's disk is full: the error that stopped the run comes first
-            print(f"warning: could not record the run's status: {one_line(exc)}", file=sys.stderr)
-        print(f"resume with: python orchestrate.py --resume {folder.run_id}", file=sys.stderr)
-        raise
-    wall = time.monotonic() - started
-    print(f"\n{len(todo) + len(udp_cells)} cells in {wall:.0f} s; results in {folder.path}")
+    for summary in outcome.summaries.values():
+        print(f"\n{summary.terminal}")
+    print(f"\n{outcome.cells} cells in {outcome.seconds:.0f} s; results in {folder.path}")
     try:
-        print(f"report: {build_report(folder, lang=state.lang)}")
+        print(f"report: {build_report(folder, lang=folder.load_state().lang)}")
     except ReportError as exc:
         print(f"warning: no report: {exc}", file=sys.stderr)
-    if failed:
-        where = " and ".join(
-            f"{folder.path / name} ({column})"
-            for name, column, cells in (("summary.csv", "errors", tcp_cells), ("udp.csv", "status/error", udp_cells))
-            if cells
-        )
-        print(f"{failed} transfer(s) failed: see {where}", file=sys.stderr)
+    if outcome.failures:
+        where = " and ".join(s.where for s in outcome.summaries.values() if s.where)
+        print(f"{outcome.failures} transfer(s) failed: see {where}", file=sys.stderr)
         return EXIT_FAILED_TRANSFERS
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the machine's limits and the server's goodput against them."""
-    say = _say(args)
-    folder = RunFolder(args.results, check_run_id(args.run_id) if args.run_id else new_run_id("bench"))
-    if folder.path.exists():
-        raise LabError(f"{folder.path} already exists; choose another --run-id")
-    lab = Lab(load_settings(ROOT), say)
-    lab.up()
-    state = RunState(folder.run_id, "bench", "tcp", 1, None, "running", time.time())
-    folder.create(Matrix("bench", "benchmark", source={"bench": "see orchestrator/bench.py"}), state)
-    write_manifest(lab, folder, state)
-    figures = run_bench(lab, folder, say)
-    _record(lab, folder, state, "finished")
-    print(render_bench(figures))
+    folder, summary = usecases.bench(args.results, args.run_id, _say(args))
+    print(summary.terminal)
     print(f"\nfigures in {folder.path / 'bench.json'}")
     return 0
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    image = Lab(load_settings(ROOT), _say(args)).build()
-    print(f"node image built on {image}")
+    print(f"node image built on {usecases.lab_of(_say(args)).build()}")
     return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    settings = load_settings(ROOT)
-    Lab(settings, _say(args)).up()
-    print(up_hint(settings_compose_command(settings)))
+    usecases.lab_of(_say(args)).up()
+    print(up_hint(settings_compose_command(load_settings(ROOT))))
     return 0
 
 
@@ -255,7 +145,7 @@ def up_hint(compose: tuple[str, ...]) -> str:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    Lab(load_settings(ROOT), _say(args)).down()
+    usecases.lab_of(_say(args)).down()
     print("lab stopped and its volumes removed")
     return 0
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from app.contract import NODE_OCTETS, NODES
 from orchestrator.errors import SettingsError
 
 DEFAULT_PROJECT = "progjar-lab"
@@ -23,15 +24,9 @@ DEFAULT_BASE_IMAGE = "python:3.12-slim"
 LOCAL_BASE_IMAGE = "progjar-base:bookworm"
 NODE_IMAGE = "progjar-node:latest"  # default of PROGJAR_IMAGE
 DEFAULT_NETWORK = "progjar-network"
-NODES = ("alpine-1", "alpine-2", "alpine-3")
-NODE_USER = "progjar"  # the unprivileged user the nodes' programs run as (images/Dockerfile)
-SERVER_NODE = "alpine-1"
-CLIENT_NODE = "alpine-2"
-SERVER_PORT = 8889  # the streaming dialect
-JSON_PORT = 6666  # the course's JSON protocol
 # Most processes and threads each node may run (PROGJAR_ALPINE_1_PIDS, ...): room for
 # 50 process-pool workers or 50 clients, each with its threads, and the tools.
-DEFAULT_PIDS = {"alpine-1": 512, "alpine-2": 512, "alpine-3": 512}
+DEFAULT_PIDS = dict.fromkeys(NODES, 512)
 
 
 def parse_env_file(path: Path) -> dict[str, str]:
@@ -49,9 +44,9 @@ class Settings:
     base_image: str | None  # None: choose automatically (see images.py)
     env: Mapping[str, str]  # merged .env + environment, passed to compose
 
-    @property
-    def server_ip(self) -> str:
-        return f"{self.net_prefix}.101"
+    def address(self, node: str) -> str:
+        """A node's fixed address on the lab network."""
+        return f"{self.net_prefix}.{NODE_OCTETS[node]}"
 
     @property
     def subnet(self) -> str:

@@ -14,9 +14,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from app.sizes import format_size
-from orchestrator.manifest import iso_time, manifest_lines
+from orchestrator.experiments.tcp.rows import (
+    DETAILS,
+    LAPORAN_COLUMNS,
+    LAPORAN_REPEAT_COLUMNS,
+    laporan_fields,
+    laporan_tables,
+    summary_tables,
+)
+from orchestrator.experiments.udp.rows import COURSE_SECONDS, render_udp_table
 from orchestrator.report import charts, insights
 from orchestrator.report.load import RunData, load_run
+from orchestrator.report.manifest import iso_time, manifest_lines
 from orchestrator.report.model import Cell
 from orchestrator.report.original import DEFECTS, GENERAL_NOTES, Match, load_original, match_original
 from orchestrator.report.pdf import print_pdf
@@ -32,15 +41,8 @@ from orchestrator.report.render import (
     to_html,
     to_markdown,
 )
-from orchestrator.results import RunFolder, write_csv
-from orchestrator.summary import (
-    DETAILS,
-    LAPORAN_COLUMNS,
-    LAPORAN_REPEAT_COLUMNS,
-    laporan_fields,
-    laporan_tables,
-    summary_tables,
-)
+from orchestrator.rows import write_csv
+from orchestrator.store import RunFolder
 
 CHART_DIR = "charts"
 REPEATS_NOTE = "With repeats, each figure is the mean ± standard deviation over the repeats."
@@ -66,10 +68,6 @@ def _num(value: float | None, digits: int) -> str:
 
 
 def _course_seconds() -> dict[str, float]:
-    try:
-        from orchestrator.udp_summary import COURSE_SECONDS
-    except ImportError:
-        return {}
     return dict(COURSE_SECONDS)
 
 
@@ -225,12 +223,10 @@ def udp_table(run: RunData) -> Table:
     rows_source: Sequence[Mapping[str, str]] = run.udp
     if rows_source:
         try:
-            from orchestrator.udp_summary import render_udp_table
-
             render_udp_table(rows_source)  # fails early if the columns changed
 
             return Table(lambda fmt: render_udp_table(rows_source, tablefmt=fmt))
-        except (ImportError, KeyError, ValueError, TypeError):
+        except (KeyError, ValueError, TypeError):
             pass
     headers = list(run.udp_summary[0]) if run.udp_summary else []
     return simple_table(headers, [[row.get(h, "") for h in headers] for row in run.udp_summary])

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from orchestrator.manifest import iso_time
 from orchestrator.report.load import read_rows
+from orchestrator.report.manifest import iso_time
 from orchestrator.report.model import ReportError
 
 

@@ -8,13 +8,15 @@ Everything the report needs is in ``results/<run-id>/``: ``summary.csv``,
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.experiments.tcp.rows import CLIENTS, SERVER, SUMMARY
+from orchestrator.experiments.udp.rows import UDP, UDP_SUMMARY, summarize_udp
 from orchestrator.report.model import Cell, ReportError, parse_cells
+from orchestrator.rows import Row, read_raw
 
 CsvRows = list[dict[str, str]]
 
@@ -27,7 +29,7 @@ class RunData:
     path: Path
     state: dict[str, Any] = field(default_factory=dict)  # run.json
     matrix_text: str = ""
-    summary: CsvRows = field(default_factory=list)
+    summary: list[Row] = field(default_factory=list)  # typed rows of summary.csv
     cells: list[Cell] = field(default_factory=list)
     clients: CsvRows = field(default_factory=list)
     server: CsvRows = field(default_factory=list)
@@ -41,18 +43,8 @@ class RunData:
 
 
 def read_rows(path: Path) -> CsvRows:
-    """Rows of a CSV file (none if it is absent); a damaged file is a ReportError naming it."""
-    if not path.is_file():
-        return []
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except (csv.Error, UnicodeDecodeError, OSError) as exc:
-        raise ReportError(f"{path} cannot be read: {exc}") from None
-    for line, row in enumerate(rows, start=2):
-        if None in row:
-            raise ReportError(f"{path} line {line} has more fields than the header: the file is damaged")
-    return rows
+    """Rows of a CSV file as text (none if it is absent); a damaged file is a ReportError naming it."""
+    return read_raw(path)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -82,15 +74,12 @@ def load_run(path: Path) -> RunData:
     """Everything stored in the run folder ``path``."""
     if not path.is_dir():
         raise ReportError(f"no run folder at {path} (python orchestrate.py list shows the stored runs)")
-    summary_path, udp_path = path / "summary.csv", path / "udp.csv"
-    if not summary_path.is_file() and not udp_path.is_file() and not (path / "udp_summary.csv").is_file():
+    if not any((path / table.file).is_file() for table in (SUMMARY, UDP, UDP_SUMMARY)):
         raise ReportError(f"{path} has no summary.csv or udp.csv: no cell of this run has finished")
-    summary = read_rows(summary_path)
-    udp = read_rows(udp_path)
-    udp_summary = read_rows(path / "udp_summary.csv")
+    summary = SUMMARY.read(path)
+    udp = read_rows(path / UDP.file)
+    udp_summary = read_rows(path / UDP_SUMMARY.file)
     if udp and not udp_summary:
-        from orchestrator.udp_summary import summarize_udp
-
         udp_summary = [{k: "" if v is None else str(v) for k, v in row.items()} for row in summarize_udp(udp)]
     matrix = path / "matrix.yaml"
     return RunData(
@@ -99,9 +88,9 @@ def load_run(path: Path) -> RunData:
         state=_read_json(path / "run.json") or {},
         matrix_text=matrix.read_text(encoding="utf-8", errors="replace") if matrix.is_file() else "",
         summary=summary,
-        cells=parse_cells(summary, str(summary_path)),
-        clients=read_rows(path / "clients.csv"),
-        server=read_rows(path / "server.csv"),
+        cells=parse_cells(summary),
+        clients=read_rows(path / CLIENTS.file),
+        server=read_rows(path / SERVER.file),
         udp=udp,
         udp_summary=udp_summary,
         manifest=_read_json(path / "manifest.json"),

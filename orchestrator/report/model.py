@@ -1,39 +1,34 @@
-"""A run's TCP cells as typed records, parsed from ``summary.csv`` rows (pure).
+"""A run's TCP cells as typed records, its repeats merged (pure).
 
-Repeats of one cell (same number) are merged: figures are the mean over the
-repeats (their spread is kept in ``Cell.spread``), counts are summed.
-Throughput per client is always the volume over the mean time per client,
-computed here from the stored time, so runs made when the summary held the
-mean of the clients' rates read the same way as new ones. Columns a run made before they existed (telemetry,
-percentiles) are simply absent and read as ``None``; a row that lacks a column
-every run has, or holds a value that is not a number, is refused with a
-``ReportError`` that names the file, the row and the column.
+A ``Cell`` is the report's view of one merged row of ``summary.csv``: the
+TCP experiment's table (``experiments/tcp/rows.py``) reads the file and
+merges the repeats (figures: the mean, or the highest for peaks, with their
+spread; counts: summed), the same merge the summary tables use. Throughput
+per client is always the volume over the mean time per client, so runs made
+when the summary held the mean of the clients' rates read the same way as
+new ones. Columns a run made before they existed (telemetry, percentiles)
+read as ``None``.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from statistics import fmean
 
 from app.sizes import format_size
-from orchestrator.errors import LabError
-from orchestrator.summary import Spread, per_client_throughput
+from orchestrator.experiments.tcp.rows import SUMMARY, THROUGHPUT
+from orchestrator.rows import Merged, RowError, Spread
 
-Row = Mapping[str, object]
+# A stored run cannot be reported: it does not exist, or its files are damaged (exit code 2).
+ReportError = RowError
 
-REQUIRED_SUMMARY = (
-    "number", "operation", "volume_bytes", "client_workers", "server_workers", "server_pool",
-    "time_per_client_mean_s", "clients_ok", "clients_failed",
-    "server_ok", "server_failed",
-)  # fmt: skip
-
-FLOAT_FIELDS = {
+# The report's short names of the summary's figures (each a Cell attribute).
+FIGURES = {
     "time_mean": "time_per_client_mean_s",
     "time_p50": "time_per_client_p50_s",
     "time_p95": "time_per_client_p95_s",
     "time_max": "time_per_client_max_s",
+    "throughput": THROUGHPUT,
     "rate_mean": "throughput_per_client_mean_mibps",
     "aggregate": "aggregate_mibps",
     "server_cpu": "server_cpu_percent",
@@ -43,15 +38,7 @@ FLOAT_FIELDS = {
     "server_rss": "server_peak_rss_mib",
     "client_rss": "client_peak_rss_mib",
 }
-PEAK_FIELDS = {"time_max", "server_memory", "client_memory", "server_rss", "client_rss"}  # max over repeats
-MIB = 1024 * 1024
 COUNT_FIELDS = ("clients_ok", "clients_failed", "server_ok", "server_failed")
-
-
-class ReportError(LabError):
-    """A run cannot be reported: it does not exist or its files are damaged."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -120,21 +107,6 @@ class Cell:
         return f"{op} {format_size(self.volume)}, {self.clients} clients, {self.server_pool} x{self.workers}"
 
 
-def _text(row: Row, key: str, where: str) -> str:
-    value = row.get(key)
-    if value is None:
-        raise ReportError(f"{where}: column {key!r} is missing")
-    return str(value).strip()
-
-
-def _int(row: Row, key: str, where: str) -> int:
-    text = _text(row, key, where)
-    try:
-        return int(float(text))
-    except ValueError:
-        raise ReportError(f"{where}: column {key!r} holds {text!r}, not a number") from None
-
-
 def optional_float(value: object, where: str = "", key: str = "") -> float | None:
     """A float, or None for an empty or absent value; a non-number is a ReportError."""
     if value is None or str(value).strip() == "":
@@ -145,49 +117,27 @@ def optional_float(value: object, where: str = "", key: str = "") -> float | Non
         raise ReportError(f"{where}: column {key!r} holds {value!r}, not a number") from None
 
 
-def parse_cells(rows: Sequence[Row], source: str = "summary.csv") -> list[Cell]:
-    """The cells of ``summary.csv`` rows, repeats merged, in cell-number order."""
-    if rows:
-        missing = [key for key in REQUIRED_SUMMARY if key not in rows[0]]
-        if missing:
-            raise ReportError(f"{source}: column(s) {', '.join(missing)} missing: is this a progjar-lab summary?")
-    groups: dict[int, list[tuple[Row, str]]] = defaultdict(list)
-    for index, row in enumerate(rows, start=2):  # line 1 is the header
-        where = f"{source} line {index}"
-        groups[_int(row, "number", where)].append((row, where))
-    cells = []
-    for number in sorted(groups):
-        members = groups[number]
-        first, where = members[0]
-        volume = _int(first, "volume_bytes", where)
-        floats: dict[str, float | None] = {}
-        spread: dict[str, Spread] = {}
-        for name, key in FLOAT_FIELDS.items():
-            values = [v for r, w in members if (v := optional_float(r.get(key), w, key)) is not None]
-            floats[name] = (max(values) if name in PEAK_FIELDS else fmean(values)) if values else None
-            if len(values) > 1:
-                spread[name] = Spread.of(values)
-        floats["throughput"] = per_client_throughput(volume, floats["time_mean"])
-        times = [t for t in (optional_float(r.get("time_per_client_mean_s")) for r, _ in members) if t]
-        if len(times) > 1:
-            spread["throughput"] = Spread.of([volume / MIB / t for t in times], mean=floats["throughput"])
-        counts = {key: sum(_int(r, key, w) for r, w in members) for key in COUNT_FIELDS}
-        cells.append(
-            Cell(
-                number=number,
-                operation=_text(first, "operation", where),
-                volume=volume,
-                clients=_int(first, "client_workers", where),
-                workers=_int(first, "server_workers", where),
-                server_pool=_text(first, "server_pool", where),
-                client_pool=str(first.get("client_pool") or "thread"),
-                protocol=str(first.get("protocol") or "stream"),
-                repeats=len(members),
-                cell_ids=tuple(str(r.get("cell_id") or "") for r, _ in members),
-                errors=tuple(str(r["errors"]) for r, _ in members if r.get("errors")),
-                **floats,  # type: ignore[arg-type]
-                **counts,
-                spread=spread,
-            )
-        )
-    return cells
+def cell_of(m: Merged) -> Cell:
+    """The report's record of one merged summary row."""
+    v = m.values
+    return Cell(
+        number=int(v["number"]),  # type: ignore[call-overload]
+        operation=str(v["operation"]),
+        volume=int(v["volume_bytes"]),  # type: ignore[call-overload]
+        clients=int(v["client_workers"]),  # type: ignore[call-overload]
+        workers=int(v["server_workers"]),  # type: ignore[call-overload]
+        server_pool=str(v["server_pool"]),
+        client_pool=str(v.get("client_pool") or "thread"),
+        protocol=str(v.get("protocol") or "stream"),
+        repeats=m.repeats,
+        cell_ids=tuple(str(r.get("cell_id") or "") for r in m.members),
+        errors=tuple(str(r["errors"]) for r in m.members if r.get("errors")),
+        **{attr: v.get(column) for attr, column in FIGURES.items()},  # type: ignore[arg-type]
+        **{key: int(v[key]) for key in COUNT_FIELDS},  # type: ignore[call-overload]
+        spread={attr: m.spread[column] for attr, column in FIGURES.items() if column in m.spread},
+    )
+
+
+def parse_cells(rows: Sequence[Mapping[str, object]]) -> list[Cell]:
+    """The cells of typed ``summary.csv`` rows (``SUMMARY.read``), repeats merged, in cell-number order."""
+    return [cell_of(m) for m in SUMMARY.merge(rows)]

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.compose import settings_compose_command
 from orchestrator.errors import LabError
-from orchestrator.nodes import Lab, running_lab
+from orchestrator.lab import Lab, running_lab
+from orchestrator.lab.compose_cli import settings_compose_command
 from orchestrator.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ import pytest
 
 from app.genfile import ensure_file, file_name
 from orchestrator.errors import LabError, NodeError
-from orchestrator.results import read_csv
+from orchestrator.rows import read_raw as read_csv
 from tests.integration.conftest import ROOT, TEST_PROJECT, orchestrate, spawn
 
 FAULTS = Path(__file__).parent / "faults.yaml"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from app.contract import NODES, SERVER_NODE
 from orchestrator.errors import LabError
-from orchestrator.settings import NODES, SERVER_NODE, pids_limits
+from orchestrator.settings import pids_limits
 
 NET_ADMIN = 1 << 12  # bit of CAP_NET_ADMIN in /proc/<pid>/status
 
@@ -67,7 +68,7 @@ def test_a_recreated_server_gets_its_process_limit_again(lab):
         server.container.reload()
         assert server.container.attrs["HostConfig"]["PidsLimit"] == pids_limits(lab.settings.env)[SERVER_NODE]
     finally:
-        lab.compose.up([SERVER_NODE])
+        lab.restore_server()
 
 
 def test_volumes_left_by_a_lab_that_ran_as_root_are_handed_over_at_up(lab):
@@ -89,7 +90,7 @@ def test_volumes_left_by_a_lab_that_ran_as_root_are_handed_over_at_up(lab):
 
 
 def test_root_commands_leave_no_helper_container_even_when_cut_short(lab):
-    from orchestrator.nodes import ROOT_HELPER
+    from orchestrator.lab import ROOT_HELPER
 
     node = lab.node("alpine-3")
     with pytest.raises(LabError, match="stopped after"):

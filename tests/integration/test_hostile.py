@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.nodes import Lab
+from orchestrator.lab import Lab
 
 IDLE_TIMEOUT = 2
 WORKERS = 4  # enough for two uploads under way, a GET and a spare
@@ -161,7 +161,7 @@ def pool(request, lab: Lab) -> Iterator[str]:
     yield request.param
     _server.clear()
     if request.param == "process":  # the last one
-        lab.compose.up(["alpine-1"])
+        lab.restore_server()
         lab.wait_server_ready()
 
 
@@ -180,7 +180,7 @@ def serve(lab: Lab, pool: str, workers: int = WORKERS) -> str:
 
 def run_client(lab: Lab, script: str, time_limit: float = 180) -> dict:
     """Run HELPERS + ``script`` in alpine-2 against the server; its findings."""
-    output = lab.node("alpine-2").check(["python", "-c", HELPERS + script, lab.settings.server_ip], time_limit)
+    output = lab.node("alpine-2").check(["python", "-c", HELPERS + script, lab.address("alpine-1")], time_limit)
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -619,6 +619,6 @@ def test_stress_client_over_json_in_the_lab(lab, pool):
     serve(lab, pool)
     for op in ("upload", "download"):
         command = ["python", "-m", "app.stress_client", "--protocol", "json", "--op", op, "--size", "3MiB",
-                   "--clients", "5", "--name", "h-stress.bin", "--host", lab.settings.server_ip]  # fmt: skip
+                   "--clients", "5", "--name", "h-stress.bin", "--host", lab.address("alpine-1")]  # fmt: skip
         output = lab.node("alpine-2").check(command, time_limit=180)
         assert f"5/5 {op}s of h-stress.bin (3145728 bytes) succeeded" in output

@@ -6,10 +6,10 @@ Compose recreate all three nodes on every call; the lab builds the image itself.
 
 import docker
 
-from orchestrator.nodes import Lab
+from orchestrator.lab import ComposeLab
 
 
-def test_a_second_build_gives_the_same_image_and_keeps_the_nodes(lab: Lab):
+def test_a_second_build_gives_the_same_image_and_keeps_the_nodes(lab: ComposeLab):
     client = docker.from_env()
     nodes_before = {c.id for c in lab._containers()}
     first = client.images.get(lab.settings.image).id

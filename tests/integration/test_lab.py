@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from orchestrator.results import read_csv
+from orchestrator.rows import read_raw as read_csv
 from tests.integration.conftest import compose, orchestrate
 
 HERE = Path(__file__).parent
@@ -72,7 +72,7 @@ def test_a_second_run_of_a_cell_reproduces(lab, tmp_path):
 def test_manual_upload_and_download_through_compose_exec(lab):
     for op in ("upload", "download"):
         done = compose("exec", "-T", "alpine-2", "python", "-m", "app.stress_client", "--op", op,
-                       "--size", "1MiB", "--host", lab.settings.server_ip)  # fmt: skip
+                       "--size", "1MiB", "--host", lab.address("alpine-1"))  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"1/1 {op}s of file_1MiB.bin (1048576 bytes) succeeded" in done.stdout
 
@@ -90,12 +90,12 @@ print(ask(b"GET nothing-here.bin\\r\\n\\r\\n"))
 
 
 def test_containerised_server_refuses_traversal_and_keeps_serving(lab):
-    output = lab.node("alpine-2").check(["python", "-c", HOSTILE, lab.settings.server_ip])
+    output = lab.node("alpine-2").check(["python", "-c", HOSTILE, lab.address("alpine-1")])
     assert output.count("ERROR Invalid filename") == 2
     assert "ERROR File not found" in output
     listing = lab.node("alpine-1").check(["ls", "-A", "/srv/files", "/tmp"])
     assert "passwd" not in listing and "\nx\n" not in listing
     assert lab.node("alpine-1").check(["cat", "/etc/passwd"]).startswith("root:")
     done = compose("exec", "-T", "alpine-2", "python", "-m", "app.stress_client", "--op", "upload",
-                   "--size", "1MiB", "--host", lab.settings.server_ip)  # fmt: skip
+                   "--size", "1MiB", "--host", lab.address("alpine-1"))  # fmt: skip
     assert done.returncode == 0

@@ -5,7 +5,7 @@ import re
 import time
 
 from orchestrator.manifest import write_manifest
-from orchestrator.results import RunFolder, RunState
+from orchestrator.store import RunFolder, RunState
 
 
 def test_manifest_records_the_real_environment(lab, tmp_path):

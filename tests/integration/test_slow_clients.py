@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.nodes import Lab
+from orchestrator.lab import Lab
 
 GET_LIMIT = 5.0
 SMALL_SIZE = 3000
@@ -91,7 +91,7 @@ def pool(request, lab: Lab) -> Iterator[str]:
     """The default server (thread pool), then the same in a process pool; the default comes back at the end."""
     yield request.param
     if request.param == "process":
-        lab.compose.up(["alpine-1"])
+        lab.restore_server()
         lab.wait_server_ready()
 
 
@@ -100,7 +100,7 @@ def test_a_get_beside_idle_and_trickling_clients_is_answered_at_once(lab, pool):
     lab.restart_server(pool, 5, outcomes, idle_timeout=60)  # as `docker compose up` starts it, in this pool mode
     server = lab.node("alpine-1")
     server.check(["sh", "-c", f"head -c {SMALL_SIZE} /dev/urandom > /srv/files/s-small.bin"])
-    output = lab.node("alpine-2").check(["python", "-c", CLIENT, lab.settings.server_ip], 180)
+    output = lab.node("alpine-2").check(["python", "-c", CLIENT, lab.address("alpine-1")], 180)
     found = json.loads(output.strip().splitlines()[-1])
     print(f"{pool}: GET beside 40 idle connections {found['idle']}, beside 8 trickling uploads {found['trickle']}")
     for case in ("idle", "trickle"):

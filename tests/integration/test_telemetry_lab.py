@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 
-from orchestrator.telemetry import sampling
+from orchestrator.lab import Node
 
 BUSY = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end:\n    pass\n"
 
 
 def test_a_short_busy_exec_gets_its_cpu_seconds(lab):
     node = lab.node("alpine-2")
-    with sampling(lab.client, {"client": node.container.id}) as samples:
+    with lab.sampling({"client": node}) as samples:
         node.check(["python", "-c", BUSY])  # 0.3 s of CPU, plus Python's start-up
     cpu = samples["client"].cpu
     assert cpu.problem == ""
@@ -21,7 +21,7 @@ def test_a_short_busy_exec_gets_its_cpu_seconds(lab):
 
 def test_the_readings_cost_the_container_nothing(lab):
     idle = lab.node("alpine-3")  # runs nothing but its idle main process
-    with sampling(lab.client, {"idle": idle.container.id}) as samples:
+    with lab.sampling({"idle": idle}) as samples:
         time.sleep(0.3)
     cpu = samples["idle"].cpu
     assert cpu.problem == ""
@@ -33,7 +33,7 @@ def test_a_container_gone_mid_cell_gives_no_figure_and_a_reason(lab):
     image = lab.node("alpine-3").container.image.id
     doomed = lab.client.containers.run(image, ["sleep", "120"], detach=True, network_mode="none")
     try:
-        with sampling(lab.client, {"doomed": doomed.id}) as samples:
+        with lab.sampling({"doomed": Node(lab.client, doomed, "doomed")}) as samples:
             doomed.kill()
         cpu = samples["doomed"].cpu
         assert cpu.seconds is None and cpu.percent is None

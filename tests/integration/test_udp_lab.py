@@ -19,10 +19,11 @@ import yaml
 
 from app.sample_image import sample_png
 from app.udp_framing import count_datagrams
-from orchestrator.matrix import UdpCell
-from orchestrator.nodes import Lab, Node
-from orchestrator.results import RunFolder, read_csv
-from orchestrator.udp_runner import ReceiverRun, run_udp_cell
+from orchestrator.experiments.udp.cells import UdpCell
+from orchestrator.experiments.udp.experiment import ReceiverRun, run_udp_cell
+from orchestrator.lab import Lab, Node
+from orchestrator.rows import read_raw as read_csv
+from orchestrator.store import RunFolder
 from tests.integration.conftest import ROOT, TEST_ENV, orchestrate
 
 SAMPLE_SHA = hashlib.sha256(sample_png()).hexdigest()  # made on the host: the nodes must agree

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.compose import compose_command
 from orchestrator.errors import DockerUnavailable, SettingsError
+from orchestrator.lab.compose_cli import compose_command
 from orchestrator.settings import DEFAULT_PIDS, pids_limits
 
 ROOT = Path(__file__).resolve().parents[2]

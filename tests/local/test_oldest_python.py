@@ -10,9 +10,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DEBIAN_PYTHON = Path("/usr/bin/python3")
 
 SCRIPT = """
-import io, sys, tarfile
+import importlib.util, io, sys, tarfile
 from pathlib import Path
-from orchestrator.archive import extract_stream
+# The module alone, by its path: the lab package around it loads the docker SDK, which this Python may lack.
+spec = importlib.util.spec_from_file_location("archive", "orchestrator/lab/archive.py")
+archive_module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(archive_module)
+extract_stream = archive_module.extract_stream
 
 data = io.BytesIO()
 with tarfile.open(fileobj=data, mode="w") as archive:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
+from orchestrator.experiments.tcp.rows import SUMMARY, TABLES, TableColumn, merge_repeats
 from orchestrator.report import build_report
 from orchestrator.report.pdf import find_browser
-from orchestrator.summary import TABLES, Column
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "run-small"
@@ -92,13 +92,11 @@ def test_laporan_pdf_with_lang_id(tmp_path):
         assert set(words(header)) <= set(words(text))
 
 
-def _rows() -> list[dict[str, str]]:
-    from orchestrator.report.load import read_rows
-
-    return read_rows(FIXTURE / "summary.csv")
+def _rows():
+    return merge_repeats(SUMMARY.read(FIXTURE))
 
 
 def test_columns_are_data_driven():
     # a column no row has a figure for is left out; a text column always shows
-    assert not Column("x", "no_such_column").has_data(_rows())
-    assert Column("x", show=lambda s: "y").has_data(_rows())
+    assert not TableColumn("x", "no_such_column").has_data(_rows())
+    assert TableColumn("x", show=lambda s: "y").has_data(_rows())

@@ -2,8 +2,8 @@
 
 import os
 
-from app import fileserver
-from app.fileserver import Storage
+from app.fileserver import storage as storage_module
+from app.fileserver.storage import Storage
 
 
 def test_an_upload_reaches_the_disk_before_it_replaces_the_old_version(tmp_path, monkeypatch):
@@ -19,8 +19,8 @@ def test_an_upload_reaches_the_disk_before_it_replaces_the_old_version(tmp_path,
         calls.append(f"replace {source}")
         real_replace(source, target)
 
-    monkeypatch.setattr(fileserver.os, "fsync", fsync)
-    monkeypatch.setattr(fileserver.os, "replace", replace)
+    monkeypatch.setattr(storage_module.os, "fsync", fsync)
+    monkeypatch.setattr(storage_module.os, "replace", replace)
     storage = Storage(str(tmp_path))
     (tmp_path / "a.bin").write_bytes(b"old")
     with storage.incoming("a.bin") as out:

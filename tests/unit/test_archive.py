@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.archive import ArchiveError, extract_stream
+from orchestrator.lab.archive import ArchiveError, extract_stream
 
 
 def make_tar(build) -> bytes:

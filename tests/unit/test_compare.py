@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
-from orchestrator.compare import compare_cells, compare_runs, comparison_blocks, write_comparison
+from orchestrator.report.compare import compare_cells, compare_runs, comparison_blocks, write_comparison
 from orchestrator.report.load import load_run
 from orchestrator.report.model import Cell
 from orchestrator.report.render import to_markdown, to_text
-from orchestrator.results import read_csv
+from orchestrator.rows import read_raw as read_csv
 
 FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "run-small"
 MIB = 2**20
@@ -57,7 +57,7 @@ def test_thread_run_against_process_run_matches_ignoring_the_pool():
 
 def noisy(number, time, low, high, repeats=2):
     """A cell whose time per client over its repeats ran from ``low`` to ``high``."""
-    from orchestrator.summary import Spread
+    from orchestrator.rows import Spread
 
     spread = {"time_mean": Spread(time, 0.0, low, high)} if repeats > 1 else {}
     return Cell(number, "upload", MIB, 5, number, "thread", repeats=repeats, time_mean=time, spread=spread)
@@ -90,7 +90,7 @@ def test_without_repeats_the_comparison_says_noise_is_unknown(tmp_path):
 
 
 def test_better_and_worse_follow_each_metric_direction():
-    from orchestrator.compare import Difference
+    from orchestrator.report.compare import Difference
 
     assert Difference("1", "1", "c", "throughput", 10.0, 12.0).verdict == "better"
     assert Difference("1", "1", "c", "time_mean", 1.0, 1.2).verdict == "worse"
@@ -114,7 +114,7 @@ def test_terminal_text_has_no_markdown_escapes(run):
 
 
 def compare_runs_of(a, b):
-    from orchestrator.compare import Comparison
+    from orchestrator.report.compare import Comparison
 
     diffs, ignored, only_a, only_b = compare_cells(a, b)
     return Comparison("a", "b", ignored, diffs, [], only_a, only_b)

@@ -3,7 +3,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import MatrixError
-from orchestrator.matrix import expand_tcp, load_matrix, parse_matrix, plan_cells
+from orchestrator.experiments.tcp.cells import expand_tcp
+from orchestrator.matrix import load_matrix, parse_matrix, plan
+from orchestrator.matrix import plan as plan_cells
 
 MATRICES = Path(__file__).resolve().parents[2] / "matrices"
 
@@ -18,15 +20,15 @@ BASE = {
 
 def test_full_matrix_is_the_courses_108_cells():
     matrix = load_matrix("full", MATRICES)
-    assert len(matrix.tcp) == 108
-    combos = {(c.op, c.volume, c.clients, c.server_workers, c.server_pool) for c in matrix.tcp}
+    assert len(matrix.cells("tcp")) == 108
+    combos = {(c.op, c.volume, c.clients, c.server_workers, c.server_pool) for c in matrix.cells("tcp")}
     assert len(combos) == 108
-    assert {c.volume for c in matrix.tcp} == {10 * 2**20, 50 * 2**20, 100 * 2**20}
-    assert [c.number for c in matrix.tcp] == list(range(1, 109))
+    assert {c.volume for c in matrix.cells("tcp")} == {10 * 2**20, 50 * 2**20, 100 * 2**20}
+    assert [c.number for c in matrix.cells("tcp")] == list(range(1, 109))
 
 
 def test_quick_matrix_covers_every_axis():
-    cells = load_matrix("quick", MATRICES).tcp
+    cells = load_matrix("quick", MATRICES).cells("tcp")
     assert {c.op for c in cells} == {"upload", "download"}
     assert {c.server_pool for c in cells} == {"thread", "process"}
     assert {c.clients for c in cells} == {1, 5}
@@ -118,10 +120,14 @@ def test_plan_repeats_in_rounds_and_shuffles_reproducibly():
 
 
 def test_udp_section_expands_and_checks_payload_limits():
-    from orchestrator.matrix import expand_udp
+    from orchestrator.experiments.udp.cells import expand_udp
 
     cells = expand_udp({"models": ["thread", "broadcast"], "payload_sizes": [1, 1024], "repeats": 2})
-    assert len(cells) == 8 and cells[0].id == "001-thread-1B-r1"
+    assert len(cells) == 4 and cells.rounds == 2 and cells[0].id == "001-thread-1B-r1"
+    planned = plan(cells, 1 * cells.rounds)  # `repeats` runs every cell that many times, as --repeat does
+    assert [c.id for c in planned[:5]] == [
+        "001-thread-1B-r1", "002-thread-1024B-r1", "003-broadcast-1B-r1", "004-broadcast-1024B-r1", "001-thread-1B-r2"
+    ]  # fmt: skip
     assert expand_udp({"models": "thread", "payload_sizes": 65507, "framing": "raw"})[0].payload == 65507
     with pytest.raises(MatrixError, match="larger than 65491"):
         expand_udp({"models": "thread", "payload_sizes": 65507})
@@ -134,7 +140,7 @@ UDP = {"models": ["thread"], "payload_sizes": [1, 1024]}
 
 @pytest.mark.parametrize("idle", [3600.5, 86400, 0, -1, "5", True])
 def test_udp_idle_timeout_beyond_what_the_receiver_accepts_is_refused(idle):
-    from orchestrator.matrix import expand_udp
+    from orchestrator.experiments.udp.cells import expand_udp
 
     with pytest.raises(MatrixError, match=r"udp: idle_timeout: .* from 0 to 3600"):
         expand_udp({**UDP, "idle_timeout": idle})
@@ -143,7 +149,7 @@ def test_udp_idle_timeout_beyond_what_the_receiver_accepts_is_refused(idle):
 def test_udp_idle_timeout_limit_is_the_receivers_own():
     from app import udp_receiver
     from app.udp_framing import MAX_IDLE_TIMEOUT
-    from orchestrator.matrix import expand_udp
+    from orchestrator.experiments.udp.cells import expand_udp
 
     assert expand_udp({**UDP, "idle_timeout": MAX_IDLE_TIMEOUT})[0].idle_timeout == MAX_IDLE_TIMEOUT
     with pytest.raises(SystemExit) as refused:  # argparse: refused before any socket is opened
@@ -155,7 +161,7 @@ def test_udp_idle_timeout_limit_is_the_receivers_own():
 
 @pytest.mark.parametrize("rate", [0.01, 0.2, 1e-300, 5e-324])
 def test_udp_rate_too_slow_for_the_programs_time_limits_is_refused(rate):
-    from orchestrator.matrix import expand_udp
+    from orchestrator.experiments.udp.cells import expand_udp
 
     with pytest.raises(MatrixError, match=r"udp: rate: .* too slow for payload_sizes 1: .* more than the 86400 s"):
         expand_udp({**UDP, "rate": rate})
@@ -163,7 +169,7 @@ def test_udp_rate_too_slow_for_the_programs_time_limits_is_refused(rate):
 
 @pytest.mark.parametrize("rate", [float("nan"), float("inf"), -0.5, 10_000_001, "fast"])
 def test_udp_rate_that_is_not_a_rate_is_refused(rate):
-    from orchestrator.matrix import expand_udp
+    from orchestrator.experiments.udp.cells import expand_udp
 
     with pytest.raises(MatrixError, match=r"udp: rate: .* from 0 to 10000000"):
         expand_udp({**UDP, "rate": rate})
@@ -174,22 +180,22 @@ def test_udp_rate_that_is_not_a_rate_is_refused(rate):
 def test_every_accepted_udp_cell_gets_time_limits_the_programs_accept(rate, idle):
     """The matrix checks with the runner's own function: what it accepts, the sender and receivers accept."""
     from app.udp_framing import MAX_SECONDS
-    from orchestrator.matrix import expand_udp
-    from orchestrator.udp_runner import check_cells, time_limits
+    from orchestrator.experiments.udp.cells import expand_udp
+    from orchestrator.experiments.udp.experiment import time_limits
 
     try:
         cells = expand_udp({**UDP, "rate": rate, "idle_timeout": idle})
     except MatrixError as exc:
         assert "too slow" in str(exc)
         return
-    check_cells(cells)
+
     for cell in cells:
         sender, receiver = time_limits(cell)
         assert 0 < sender < receiver <= MAX_SECONDS
 
 
 def test_udp_slow_rate_boundary_follows_the_payload_size():
-    from orchestrator.matrix import expand_udp
+    from orchestrator.experiments.udp.cells import expand_udp
 
     # 12,371 one-byte datagrams at 0.2 per second is days; 13 datagrams of 1024 bytes is a minute.
     assert len(expand_udp({"models": ["thread"], "payload_sizes": [1024], "rate": 0.2})) == 1

@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import pytest
 
+from orchestrator.experiments.tcp.rows import SUMMARY
 from orchestrator.report.insights import (
     agreement_claims,
     failure_claims,
@@ -145,7 +146,7 @@ def test_parse_cells_merges_repeats():
         {**base, "cell_id": "b", "time_per_client_mean_s": "2.0", "throughput_per_client_mean_mibps": "",
          "clients_ok": "4", "clients_failed": "1", "time_per_client_max_s": "3"},
     ]  # fmt: skip
-    (merged,) = parse_cells(rows)
+    (merged,) = parse_cells([SUMMARY.decode(row, f"line {n}") for n, row in enumerate(rows, start=2)])
     assert merged.repeats == 2 and merged.cell_ids == ("a", "b")
     assert merged.time_mean == 1.5 and merged.time_max == 3.0
     assert merged.throughput == pytest.approx(1 / 1.5)  # volume / mean time, whatever the stored rates say
@@ -153,5 +154,7 @@ def test_parse_cells_merges_repeats():
     assert merged.range_of("time_mean") == (1.0, 2.0) and merged.range_of("server_cpu") is None
     assert (merged.clients_ok, merged.clients_failed) == (9, 1)
     assert merged.server_cpu is None  # a column the run did not have
-    with pytest.raises(ReportError, match="missing"):
-        parse_cells([{"number": "1"}])
+    with pytest.raises(ReportError, match="line 2: column 'operation' is missing"):
+        SUMMARY.decode({"number": "1"}, "line 2")
+    with pytest.raises(ReportError, match="'time_per_client_mean_s' holds 'fast', not a number"):
+        SUMMARY.decode({**base, "time_per_client_mean_s": "fast"}, "line 3")

@@ -88,7 +88,7 @@ def test_the_full_matrix_meets_every_published_cell(figures):
 
     full = load_matrix("full", ROOT / "matrices")
     cells = [Cell(c.number, c.op, c.volume, c.clients, c.server_workers, c.server_pool, throughput=50.0, time_mean=1.0,
-                  clients_ok=c.clients, server_ok=c.clients) for c in full.tcp]  # fmt: skip
+                  clients_ok=c.clients, server_ok=c.clients) for c in full.cells("tcp")]  # fmt: skip
     matches = match_original(cells, figures)
     assert len(matches) == len(figures) == 105  # all but the 100MB downloads with 50 workers the process table lacks
     text = to_markdown(original_section(matches, None))

@@ -4,18 +4,12 @@ import base64
 import json
 from types import SimpleNamespace
 
-from orchestrator.manifest import (
-    build_manifest,
-    cpu_model,
-    gather_environment,
-    iso_time,
-    manifest_lines,
-    mem_total_bytes,
-    write_manifest,
-)
+from orchestrator.lab.environment import cpu_model, gather_environment, mem_total_bytes
+from orchestrator.manifest import build_manifest, write_manifest
+from orchestrator.report.manifest import iso_time, manifest_lines
 from orchestrator.report.render import Bullets, Figure, Heading, Paragraph, Pre, simple_table, to_html, to_markdown
-from orchestrator.results import RunFolder, RunState
 from orchestrator.settings import Settings
+from orchestrator.store import RunFolder, RunState
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 BLOCKS = [
@@ -71,8 +65,10 @@ def test_manifest_and_its_rows():
     assert rows["Git commit"] == "abc123 (with uncommitted changes)"
     assert rows["Random seed"] == "42"
     assert rows["Not recorded"] == "compose.version: not installed"
+    assert next(iter(rows)) == "Docker engine"  # a run from before backends: no Backend row
     empty = dict(manifest_lines({}))
     assert empty["Kernel"] == "unknown" and empty["Finished"] == "not finished"
+    assert manifest_lines({"backend": "compose"})[0] == ("Backend", "compose")
 
 
 class Refusing:
@@ -91,8 +87,8 @@ class Refusing:
 
 def test_write_manifest_never_fails_a_run(tmp_path):
     settings = Settings(tmp_path, project="p", net_prefix="172.16.99", base_image="python:3.12-slim", env={})
-    lab = SimpleNamespace(client=Refusing(), compose=SimpleNamespace(base_image=""), settings=settings)
-    environment = gather_environment(lab)
+    environment = gather_environment(Refusing(), settings, "")
+    lab = SimpleNamespace(environment=lambda: {"backend": "compose", **environment})
     assert environment["docker"]["engine"] is None
     assert "docker.version" in environment["unavailable"] and "images.node" in environment["unavailable"]
     assert environment["lab"]["subnet"] == "172.16.99.0/24"
@@ -103,6 +99,11 @@ def test_write_manifest_never_fails_a_run(tmp_path):
     manifest = json.loads(path.read_text())
     assert manifest["matrix"] == {"tcp": {"clients": [1]}} and manifest["shuffle_seed"] == 7
     assert manifest["finished"] is None and manifest["host"]["cpu_count"]
+    # The keys of every earlier manifest, in their order, and the backend before them.
+    assert list(manifest)[list(manifest).index("backend") :] == [
+        "backend", "docker", "compose", "host", "images", "git", "lab", "unavailable", "written"
+    ]  # fmt: skip
+    assert "docker.version" in manifest["unavailable"] and set(manifest["git"]) == {"commit", "dirty"}
 
 
 def test_tall_charts_print_side_by_side():

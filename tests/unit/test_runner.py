@@ -1,8 +1,8 @@
 """The runner's pure decisions: disk space per cell, rows for clients that never reported."""
 
-from orchestrator.matrix import TcpCell
-from orchestrator.nodes import ExecResult
-from orchestrator.runner import DISK_MARGIN, client_failure, disk_problem, missing_rows
+from orchestrator.experiments.tcp.cells import TcpCell
+from orchestrator.experiments.tcp.experiment import DISK_MARGIN, client_failure, disk_problem, missing_rows
+from orchestrator.lab import ExecResult
 
 MiB = 2**20
 DOWNLOAD = TcpCell(number=1, op="download", volume=100 * MiB, clients=5, server_workers=1, server_pool="thread")

@@ -13,7 +13,7 @@ def test_env_file_is_read_as_compose_reads_it(tmp_path):
     env.write_text('PROGJAR_NET_PREFIX=172.16.40 # my subnet\nPROGJAR_NETWORK="lab # one"\nE=a#b\n')
     assert parse_env_file(env) == {"PROGJAR_NET_PREFIX": "172.16.40", "PROGJAR_NETWORK": "lab # one", "E": "a#b"}
     settings = load_settings(tmp_path, {})
-    assert settings.server_ip == "172.16.40.101"
+    assert settings.address("alpine-1") == "172.16.40.101"
     assert settings.network == "lab # one"
 
 
@@ -21,13 +21,13 @@ def test_environment_overrides_env_file(tmp_path):
     (tmp_path / ".env").write_text("COMPOSE_PROJECT_NAME=from-file\nPROGJAR_NET_PREFIX=10.9.9\n")
     settings = load_settings(tmp_path, {"PROGJAR_NET_PREFIX": "172.16.30"})
     assert settings.project == "from-file"
-    assert settings.server_ip == "172.16.30.101"
+    assert settings.address("alpine-1") == "172.16.30.101"
     assert settings.base_image is None
 
 
 def test_defaults_without_env_file(tmp_path):
     settings = load_settings(tmp_path, {})
-    assert (settings.project, settings.server_ip) == ("progjar-lab", "172.16.16.101")
+    assert (settings.project, settings.address("alpine-1")) == ("progjar-lab", "172.16.16.101")
     assert (settings.network, settings.image, settings.subnet) == (
         "progjar-network",
         "progjar-node:latest",

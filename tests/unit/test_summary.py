@@ -2,21 +2,19 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.matrix import TcpCell
-from orchestrator.results import read_csv, write_csv
-from orchestrator.summary import (
+from orchestrator.experiments.tcp.cells import TcpCell
+from orchestrator.experiments.tcp.rows import (
     LAPORAN_COLUMNS,
-    SUMMARY_FIELDS,
-    TERMINAL_WIDTH,
-    Spread,
-    combine_repeats,
+    SUMMARY,
     course_volume,
     describe_errors,
     laporan_tables,
+    merge_repeats,
     percentile,
     render_table,
     summarize_cell,
 )
+from orchestrator.tables import TERMINAL_WIDTH
 
 CELL = TcpCell(number=3, op="upload", volume=10 * 2**20, clients=3, server_workers=1, server_pool="thread")
 
@@ -93,14 +91,24 @@ def test_time_spread_columns():
 def test_repeats_are_combined_into_mean_and_sd():
     one = summarize_cell(CELL, [client(1, seconds=1.0)], [{"status": "ok"}])
     two = summarize_cell(replace(CELL, repeat=2), [client(1, seconds=3.0)], [{"status": "ok"}])
-    combined = combine_repeats([one, two])
-    assert len(combined) == 1 and combined[0]["repeats"] == 2
-    time = combined[0]["time_per_client_mean_s"]
-    assert isinstance(time, Spread)
+    (combined,) = merge_repeats([one, two])
+    assert combined.repeats == 2
+    time = combined.spread["time_per_client_mean_s"]
     assert (time.mean, time.sd, time.low, time.high) == (2.0, pytest.approx(1.4142, abs=1e-4), 1.0, 3.0)
-    assert combined[0]["throughput_per_client_mibps"].mean == pytest.approx(10 / 2.0)  # volume / mean time
-    assert combined[0]["clients_ok"] == 2
+    assert combined.values["throughput_per_client_mibps"] == pytest.approx(10 / 2.0)  # volume / mean time
+    assert combined.values["clients_ok"] == 2
     assert "2.000 ± 1.414" in render_table([one, two])
+
+
+def test_peaks_over_repeats_are_their_highest_value_everywhere():
+    """One merge for the tables and the report: a peak is the highest over the repeats, never a mean."""
+    one = summarize_cell(CELL, [client(1, seconds=1.0)], [{"status": "ok"}], {"server_memory_peak_mib": 100.0})
+    two = summarize_cell(replace(CELL, repeat=2), [client(1, seconds=3.0)], [{"status": "ok"}],
+                         {"server_memory_peak_mib": 300.0})  # fmt: skip
+    (combined,) = merge_repeats([one, two])
+    assert combined.values["server_memory_peak_mib"] == 300.0 and combined.values["time_per_client_max_s"] == 3.0
+    table = render_table([one, two])
+    assert "300.0" in table and "200.0 ±" not in table and "3.000 ±" not in table
 
 
 def test_laporan_files_hold_numbers_with_units_in_the_headers():
@@ -152,6 +160,6 @@ def test_terminal_tables_fit_120_columns_even_with_repeats():
 
 def test_rows_read_back_from_csv_render_the_same(tmp_path):
     s = summarize_cell(CELL, [client(1)], [{"status": "ok"}])
-    path = tmp_path / "summary.csv"
-    write_csv(path, SUMMARY_FIELDS, [s])
-    assert render_table(read_csv(path)) == render_table([s])
+    SUMMARY.write(tmp_path, [s])
+    assert SUMMARY.read(tmp_path) == [{**s, "cpu_problems": ""}]  # typed as written; a missing text is empty
+    assert render_table(SUMMARY.read(tmp_path)) == render_table([s])

@@ -2,9 +2,9 @@
 
 import pytest
 
-from orchestrator.matrix import TcpCell
-from orchestrator.summary import SUMMARY_FIELDS, summarize_cell
-from orchestrator.telemetry import CpuUsage, Samples, counter_ns, cpu_usage, figures
+from orchestrator.experiments.tcp.cells import TcpCell
+from orchestrator.experiments.tcp.rows import SUMMARY_FIELDS, summarize_cell
+from orchestrator.lab.telemetry import CpuUsage, Samples, counter_ns, cpu_usage, figures
 
 
 def test_counter_readings_of_both_cgroup_versions_are_nanoseconds():

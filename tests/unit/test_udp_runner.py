@@ -1,4 +1,4 @@
-"""The UDP runner's pure parts: the patterns that find its programs, and the time limits of cells.
+"""The UDP experiment's pure parts: the patterns that find its programs, and the time limits of cells.
 
 That an interrupted run really stops the programs in the nodes is tested
 against the real lab in tests/integration/test_udp_lab.py.
@@ -10,28 +10,29 @@ import re
 
 import pytest
 
+from app import contract
 from app.udp_framing import MAX_SECONDS
-from orchestrator import udp_runner
 from orchestrator.errors import MatrixError
-from orchestrator.matrix import UdpCell
+from orchestrator.experiments.udp import experiment as udp_runner
+from orchestrator.experiments.udp.cells import UdpCell, expand_udp
 
 
 def test_the_pkill_patterns_match_the_programs_but_not_the_pkill_command_line():
     for node, pattern in udp_runner.UDP_PROGRAMS.items():
-        program = "sender" if node == udp_runner.SENDER_NODE else "receiver"
+        program = "sender" if node == contract.SENDER_NODE else "receiver"
         assert re.search(pattern, f"timeout -k 5 65 python -m app.udp_{program} --port 8888 --quiet")
         pkill = ["timeout", "-k", "5", "30", "pkill", "-TERM", "-f", pattern]
         assert not re.search(pattern, " ".join(pkill))
     assert not re.search(udp_runner.UDP_PROGRAMS["alpine-1"], "python -m app.fileserver --port 8889")
 
 
-def test_cells_whose_time_limits_the_programs_refuse_are_refused_before_running():
+def test_cells_whose_time_limits_the_programs_refuse_are_refused_in_the_matrix():
+    """The limits are checked once, where the matrix is read, with the function the runner uses."""
     slow = UdpCell(1, "thread", 1, 1, rate=0.01)
     assert udp_runner.time_limits(slow)[1] > MAX_SECONDS
     with pytest.raises(MatrixError, match=r"rate: 0\.01 .* too slow"):
-        udp_runner.check_cells([UdpCell(2, "thread", 1024, 1), slow])
+        expand_udp({"models": ["thread"], "payload_sizes": [1024, 1], "rate": 0.01})
     sender, receiver = udp_runner.time_limits(UdpCell(1, "thread", 1, 1, rate=1000, idle_timeout=5))
-    assert sender == udp_runner.sender_budget(UdpCell(1, "thread", 1, 1, rate=1000))
     assert receiver == sender + 5 + udp_runner.READY_WAIT
 
 

@@ -1,9 +1,9 @@
 import pytest
 
 from orchestrator.errors import MatrixError
-from orchestrator.matrix import UdpCell
-from orchestrator.udp_runner import check_cells, sender_budget
-from orchestrator.udp_summary import count_failures, describe_cell, merge_cell, render_udp_table, summarize_udp
+from orchestrator.experiments.udp.cells import UdpCell, expand_udp
+from orchestrator.experiments.udp.experiment import time_limits
+from orchestrator.experiments.udp.rows import count_failures, describe_cell, merge_cell, render_udp_table, summarize_udp
 
 DEST = {"alpine-1": "10.0.0.101", "alpine-3": "10.0.0.103"}
 
@@ -124,15 +124,16 @@ def test_progress_line():
 
 
 def test_cells_that_cannot_be_framed_are_refused_before_running():
-    check_cells([cell(payload=65_491), cell(payload=65_507, framing="raw")])
+    expand_udp({"models": ["thread"], "payload_sizes": [65_491]})
+    expand_udp({"models": ["thread"], "payload_sizes": [65_507], "framing": "raw"})
     with pytest.raises(MatrixError, match="65491"):
-        check_cells([cell(payload=65_492)])
+        expand_udp({"models": ["thread"], "payload_sizes": [65_492]})
 
 
 def test_sender_budget_grows_with_pacing():
-    assert sender_budget(cell()) < 60
+    assert time_limits(cell())[0] < 60
     slow = UdpCell(1, "thread", 1, 1, "framed", rate=1000)
-    assert sender_budget(slow) > 2 * 12.371
+    assert time_limits(slow)[0] > 2 * 12.371
 
 
 def test_terminal_table_fits_120_columns_and_keeps_every_column():

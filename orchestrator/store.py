@@ -3,22 +3,20 @@
     results/<run-id>/
         run.json          how the run was asked for (matrix, repeats, seed) and its status
         matrix.yaml       the matrix that ran
-        clients.csv       one row per client transfer, all cells
-        server.csv        one row per request the server handled, all cells
-        summary.csv       one row per cell (English headers)
-        laporan-<pool>.csv  with --lang id: the course report's Indonesian columns, per pool mode
+        manifest.json     the environment it ran in
         summary.md        the summary tables
-        cells/<cell-id>/  the raw files each node wrote for that cell
+        <table>.csv       each experiment's rows (see its ``rows.py``), appended cell by cell
+        <cells>/<cell-id>/  the raw files the nodes wrote for each cell
 
 Inside the nodes the same run lives under ``/results/<run-id>/`` on the
 shared results volume; the orchestrator copies each cell out as it ends.
-A cell's rows are appended to the merged CSV files only once it has
-finished, summary last, so ``summary.csv`` lists exactly the finished cells.
+A cell's rows are appended to the run's CSV files only once it has
+finished, its experiment's "done" table last, so that table lists exactly
+the finished cells and ``--resume`` can drop what a killed run left half-written.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import time
@@ -28,24 +26,15 @@ from pathlib import Path
 
 import yaml
 
-from app.csvlog import CsvLog
-from app.fileserver import OUTCOME_FIELDS
-from app.stress_client import ROW_FIELDS
 from orchestrator.errors import LabError, UsageError
-from orchestrator.matrix import Matrix, TcpCell, UdpCell
-from orchestrator.summary import SUMMARY_FIELDS
+from orchestrator.matrix import Cell, Matrix
+from orchestrator.rows import Table, header_of, read_raw, write_csv
 
 CONTAINER_RESULTS = "/results"
-EXPERIMENTS = ("all", "tcp", "udp")
 LANGUAGES = ("en", "id")
 # A run id names a folder on the host and in the nodes (where `rm -rf` clears a cell): letters,
 # digits, '.', '_' and '-', not starting with '.', so never a path, a hidden name, '.' or '..'.
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-MERGED_FIELDS = {
-    "clients.csv": ["cell_id", *ROW_FIELDS],
-    "server.csv": ["cell_id", "cell", *OUTCOME_FIELDS],
-    "summary.csv": SUMMARY_FIELDS,
-}
 
 
 def new_run_id(matrix_name: str, now: float | None = None) -> str:
@@ -63,24 +52,6 @@ def check_run_id(run_id: str, option: str = "--run-id") -> str:
             "not starting with '.'"
         )
     return run_id
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    """Rows of a CSV file; an absent file has none."""
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-def write_csv(path: Path, fields: Sequence[str], rows: Sequence[Mapping[str, object]]) -> None:
-    """Write a whole CSV file (replacing it atomically)."""
-    temp = path.with_suffix(".tmp")
-    with temp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fields, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    temp.replace(path)
 
 
 @dataclass
@@ -129,7 +100,7 @@ class RunFolder:
         except (ValueError, TypeError) as exc:
             raise LabError(f"{self.path / 'run.json'} is damaged: {exc}") from None
         if (
-            state.experiment not in EXPERIMENTS
+            not isinstance(state.experiment, str)
             or not isinstance(state.repeat, int)
             or state.repeat < 1
             or state.lang not in LANGUAGES
@@ -152,54 +123,42 @@ class RunFolder:
             raise LabError(f"{self.path / 'matrix.yaml'} is damaged: {exc}") from None
 
     # --- cells ---------------------------------------------------------------------
-    def cell_container_dir(self, cell: TcpCell | UdpCell) -> str:
-        return f"{self.container_path}/cells/{cell.id}"
+    def cell_container_dir(self, cell: Cell, area: str = "cells") -> str:
+        return f"{self.container_path}/{area}/{cell.id}"
 
-    def cell_dir(self, cell: TcpCell | UdpCell) -> Path:
-        return self.path / "cells" / cell.id
+    def cell_dir(self, cell: Cell, area: str = "cells") -> Path:
+        return self.path / area / cell.id
 
-    def append(self, name: str, rows: Sequence[Mapping[str, object]]) -> None:
-        """Append rows to one of the run's merged CSV files."""
-        with CsvLog(str(self.path / name), MERGED_FIELDS[name]) as log:
-            for row in rows:
-                log.write(row)
+    def append_cell(self, rows: Mapping[Table, Sequence[Mapping[str, object]]]) -> None:
+        """Record one finished cell: its rows of each table, in order (the experiment's done table last)."""
+        for table, table_rows in rows.items():
+            if table_rows:
+                table.append(self.path, table_rows)
 
-    def append_cell(
-        self,
-        cell_id: str,
-        clients: Sequence[Mapping[str, object]],
-        server: Sequence[Mapping[str, object]],
-        summary: Mapping[str, object],
-    ) -> None:
-        """Record one finished cell: its client and server rows, then its summary."""
-        self.append("clients.csv", [{"cell_id": cell_id, **row} for row in clients])
-        self.append("server.csv", [{"cell_id": cell_id, **row} for row in server])
-        self.append("summary.csv", [summary])
+    def finished(self, done: Table) -> set[str]:
+        """Ids of the cells whose rows are in the ``done`` table: they are finished."""
+        return {row["cell_id"] for row in read_raw(self.path / done.file)}
 
-    def finished_cells(self) -> list[dict[str, str]]:
-        return read_csv(self.path / "summary.csv")
-
-    def drop_unfinished(self) -> None:
+    def drop_unfinished(self, tables: Sequence[Table], done: Table) -> None:
         """Ready the CSV files for a resumed run to append to.
 
-        Rows of a cell that was cut off before its summary was written are
-        removed. A file written by an older version with fewer columns is
+        Rows of a cell that was cut off before its ``done`` rows were written
+        are removed. A file written by an older version with fewer columns is
         rewritten with today's (its rows keep their values; the new columns
         stay empty), so appended rows never land under the wrong header.
         """
-        done = {row["cell_id"] for row in self.finished_cells()}
-        for name, fields in MERGED_FIELDS.items():
-            path = self.path / name
+        finished = self.finished(done)
+        for table in tables:
+            path = self.path / table.file
             if not path.is_file():
                 continue
-            with path.open(newline="", encoding="utf-8") as f:
-                header = next(csv.reader(f), [])
-            if unknown := [column for column in header if column not in fields]:
+            header = header_of(path)
+            if unknown := [column for column in header if column not in table.fields]:
                 raise LabError(
                     f"{path} has columns this version does not write ({', '.join(unknown)}); "
                     "it cannot be resumed: start a new run"
                 )
-            rows = read_csv(path)
-            kept = rows if name == "summary.csv" else [row for row in rows if row.get("cell_id") in done]
-            if len(kept) != len(rows) or header != fields:
-                write_csv(path, fields, kept)
+            rows = read_raw(path)
+            kept = rows if table is done else [row for row in rows if row.get("cell_id") in finished]
+            if len(kept) != len(rows) or header != table.fields:
+                write_csv(path, table.fields, kept)

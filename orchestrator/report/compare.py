@@ -31,7 +31,7 @@ from orchestrator.report.insights import series_name
 from orchestrator.report.load import RunData
 from orchestrator.report.model import Cell, optional_float
 from orchestrator.report.render import Block, Bullets, Figure, Heading, Paragraph, simple_table, to_markdown
-from orchestrator.results import write_csv
+from orchestrator.rows import write_csv
 
 KEY_FIELDS = ("operation", "protocol", "volume", "clients", "workers", "server_pool", "client_pool")
 DIGITS = {"time_mean": 4, "throughput": 2, "aggregate": 2}

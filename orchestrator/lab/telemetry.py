@@ -27,11 +27,14 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
 from docker.utils.socket import STDOUT, SocketError, frames_iter
+
+if TYPE_CHECKING:
+    from orchestrator.lab.node import Node
 
 CGROUP_V1_COUNTER = "/sys/fs/cgroup/cpuacct/cpuacct.usage"  # nanoseconds
 CGROUP_V2_COUNTER = "/sys/fs/cgroup/cpu.stat"  # first line: usage_usec <microseconds>
@@ -195,18 +198,20 @@ def _sample_memory(client: docker.DockerClient, container_id: str, stop: threadi
 
 
 @contextmanager
-def sampling(client: docker.DockerClient, containers: Mapping[str, str]) -> Iterator[dict[str, Samples]]:
-    """Measure each container (name -> id) over the ``with`` block.
+def sampling(nodes: Mapping[str, Node]) -> Iterator[dict[str, Samples]]:
+    """Measure each node (by role, e.g. ``{"server": node}``) over the ``with`` block.
 
-    The block starts only once every CPU counter has its first reading; the
-    second is taken as the block ends, and each ``Samples.cpu`` is filled then.
+    Each node is read through its own engine's client, so the nodes may be on
+    different engines. The block starts only once every CPU counter has its
+    first reading; the second is taken as the block ends, and each
+    ``Samples.cpu`` is filled then.
     """
     stop = threading.Event()
-    results = {name: Samples() for name in containers}
-    counters = {name: CpuCounter(client, cid) for name, cid in containers.items()}
+    results = {role: Samples() for role in nodes}
+    counters = {role: CpuCounter(node.client, node.id) for role, node in nodes.items()}
     threads = [
-        threading.Thread(target=_sample_memory, args=(client, cid, stop, results[name]), daemon=True)
-        for name, cid in containers.items()
+        threading.Thread(target=_sample_memory, args=(node.client, node.id, stop, results[role]), daemon=True)
+        for role, node in nodes.items()
     ]
     for thread in threads:
         thread.start()
@@ -214,8 +219,8 @@ def sampling(client: docker.DockerClient, containers: Mapping[str, str]) -> Iter
         for counter in counters.values():
             counter.start()
         yield results
-        for name, counter in counters.items():
-            results[name].cpu = counter.stop()
+        for role, counter in counters.items():
+            results[role].cpu = counter.stop()
     finally:
         for counter in counters.values():
             counter.close()

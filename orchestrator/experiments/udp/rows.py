@@ -14,8 +14,9 @@ from statistics import fmean, pstdev
 
 from tabulate import tabulate
 
-from orchestrator.matrix import UdpCell
-from orchestrator.summary import fit_width, wrap_header
+from orchestrator.experiments.udp.cells import UdpCell
+from orchestrator.rows import Column, Table
+from orchestrator.tables import fit_width, wrap_header
 
 # The course report's total times at one byte per datagram (its UDP assignment;
 # its conclusion misprints them ten times smaller). It had no asyncio or broadcast run.
@@ -37,6 +38,12 @@ SUMMARY_FIELDS = [
     "duplicates", "out_of_order", "kernel_drops", "intact", "failed", "errors", "sender_cpu_seconds_mean",
     "receiver_cpu_seconds_mean",
 ]  # fmt: skip
+
+# The one place to add a column: udp.csv (one row per cell and receiver, written cell by cell; it lists the
+# finished cells) and udp_summary.csv (one row per model, payload size and receiver, over the repeats:
+# made from udp.csv by ``summarize_udp``). Both are kept as text, as the programs wrote them.
+UDP = Table("udp.csv", tuple(Column(name, str, "text") for name in UDP_FIELDS))
+UDP_SUMMARY = Table("udp_summary.csv", tuple(Column(name, str, "text") for name in SUMMARY_FIELDS))
 
 Row = Mapping[str, object]
 
@@ -123,7 +130,8 @@ def _group_key(row: Row) -> tuple[str, int, str, str]:
 def summarize_udp(rows: Sequence[Row]) -> list[dict[str, object]]:
     """One summary row per model, payload size (framing, rate) and receiver, over the repeats."""
     groups: dict[tuple[tuple[str, int, str, str], str], list[Row]] = {}
-    for row in rows:
+    # In the matrix's order, whatever order the cells ran in (--shuffle)
+    for row in sorted(rows, key=lambda r: (_int(r.get("cell")) or 0, _int(r.get("repeat")) or 0)):
         groups.setdefault((_group_key(row), str(row["receiver"])), []).append(row)
     summaries = []
     for ((model, payload, framing, rate), receiver), members in groups.items():
