@@ -147,15 +147,8 @@ def plan(cells: Sequence[C], repeat: int = 1, shuffle_seed: int | None = None) -
     return planned
 
 
-def default_parsers() -> dict[str, SectionParser]:
-    from orchestrator.experiments.registry import section_parsers  # the experiments bring their sections
-
-    return section_parsers()
-
-
-def parse_matrix(data: Any, name: str, parsers: Mapping[str, SectionParser] | None = None) -> Matrix:
-    """Validate a matrix file's parsed YAML: each section by its experiment's parser."""
-    parsers = default_parsers() if parsers is None else parsers
+def parse_matrix(data: Any, name: str, parsers: Mapping[str, SectionParser]) -> Matrix:
+    """Validate a matrix file's parsed YAML: each section by its experiment's parser (``registry`` has them)."""
     if not isinstance(data, dict):
         raise fail(name, f"a matrix file must be a YAML mapping with a {_or(parsers)} section")
     unknown = set(data) - META_KEYS - set(parsers)
@@ -171,7 +164,7 @@ def _or(parsers: Mapping[str, SectionParser]) -> str:
     return " or ".join(repr(key) for key in parsers) if len(parsers) < 3 else f"one of {', '.join(parsers)}"
 
 
-def load_matrix(spec: str, builtin_dir: Path, parsers: Mapping[str, SectionParser] | None = None) -> Matrix:
+def load_matrix(spec: str, builtin_dir: Path, parsers: Mapping[str, SectionParser]) -> Matrix:
     """A built-in matrix by name (``quick``, ``full``) or a YAML file by path."""
     path = builtin_dir / f"{spec}.yaml"
     if "/" in spec or spec.endswith((".yaml", ".yml")) or not path.is_file():

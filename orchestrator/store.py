@@ -17,6 +17,8 @@ the finished cells and ``--resume`` can drop what a killed run left half-written
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import time
@@ -71,6 +73,25 @@ class RunState:
     finished: float | None = None
     lang: str = "en"  # --lang: headers of the tables, and laporan-*.csv with "id"
     keep_downloads: bool = False  # --keep-downloads
+
+
+def cut_torn_write(path: Path) -> None:
+    """Remove a cell's rows whose write was cut short (the file does not end with a whole line).
+
+    A cell's rows of a table are appended in one write that ends with a
+    newline; a file that ends otherwise lost that write half way (a full
+    disk, a crash), so every row of that cell goes, the whole ones too.
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if text.endswith("\n"):
+        return
+    header, *rows = list(csv.reader(io.StringIO(text)))
+    column = header.index("cell_id") if "cell_id" in header else 0
+    torn = rows[-1][column] if rows and len(rows[-1]) > column else None
+    kept = [dict(zip(header, row, strict=False)) for row in rows[:-1] if len(row) <= column or row[column] != torn]
+    write_csv(path, header, kept)
 
 
 class RunFolder:
@@ -147,6 +168,8 @@ class RunFolder:
         rewritten with today's (its rows keep their values; the new columns
         stay empty), so appended rows never land under the wrong header.
         """
+        for table in tables:
+            cut_torn_write(self.path / table.file)
         finished = self.finished(done)
         for table in tables:
             path = self.path / table.file

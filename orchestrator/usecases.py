@@ -19,10 +19,10 @@ from typing import Any
 from orchestrator.errors import LabError, MatrixError, UsageError
 from orchestrator.experiments.base import Experiment, Summary
 from orchestrator.experiments.loop import run_cells
-from orchestrator.experiments.registry import EXPERIMENTS, in_matrix
+from orchestrator.experiments.registry import EXPERIMENTS, in_matrix, load_matrix, parse_matrix
 from orchestrator.lab import Lab, open_lab
 from orchestrator.manifest import write_manifest
-from orchestrator.matrix import Matrix, load_matrix, parse_matrix, plan
+from orchestrator.matrix import Matrix, plan
 from orchestrator.settings import load_settings
 from orchestrator.store import RunFolder, RunState, check_run_id, new_run_id
 

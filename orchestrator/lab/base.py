@@ -16,7 +16,7 @@ from typing import Any
 
 from app import contract
 from orchestrator.errors import NodeError
-from orchestrator.lab import telemetry
+from orchestrator.lab.telemetry import Samples, sampling
 from orchestrator.lab.node import ExecResult, Node
 from orchestrator.settings import Settings
 
@@ -102,9 +102,9 @@ class Lab(ABC):
         if result.exit_code != 0:
             raise NodeError(f"the file server on {server} did not become ready in {wait:g}s.\n{self._server_logs()}")
 
-    def sampling(self, nodes: Mapping[str, Node]) -> AbstractContextManager[dict[str, telemetry.Samples]]:
+    def sampling(self, nodes: Mapping[str, Node]) -> AbstractContextManager[dict[str, Samples]]:
         """Measure each node's CPU and memory (by role, e.g. ``{"server": node}``) over a ``with`` block."""
-        return telemetry.sampling(nodes)
+        return sampling(nodes)
 
     def stop_programs(self, name: str, pattern: str) -> ExecResult:
         """Stop (TERM) the programs in node ``name`` whose command line matches ``pattern`` (``pkill -f``)."""

@@ -21,6 +21,7 @@ from orchestrator.experiments.tcp.rows import (
     laporan_fields,
     laporan_tables,
     summary_tables,
+    write_laporan,
 )
 from orchestrator.experiments.udp.rows import COURSE_SECONDS, render_udp_table
 from orchestrator.report import charts, insights
@@ -41,7 +42,6 @@ from orchestrator.report.render import (
     to_html,
     to_markdown,
 )
-from orchestrator.rows import write_csv
 from orchestrator.store import RunFolder
 
 CHART_DIR = "charts"
@@ -346,15 +346,6 @@ def _write_page(folder: Path, stem: str, blocks: Sequence[Block], title: str, la
 
 
 # --- the course's own format, in Indonesian ---------------------------------------------------
-
-
-def write_laporan(folder: Path, summaries: Sequence[Mapping[str, object]]) -> list[Path]:
-    """``laporan-<pool>.csv``: the course report's columns as numbers, one file per server pool mode."""
-    written = []
-    for name, rows in laporan_tables(summaries).items():
-        write_csv(folder / name, laporan_fields(rows), rows)
-        written.append(folder / name)
-    return written
 
 
 def laporan_blocks(run: RunData, chart_dir: Path) -> list[Block]:

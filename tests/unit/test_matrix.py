@@ -3,8 +3,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import MatrixError
+from orchestrator.experiments.registry import load_matrix, parse_matrix
 from orchestrator.experiments.tcp.cells import expand_tcp
-from orchestrator.matrix import load_matrix, parse_matrix, plan
+from orchestrator.matrix import plan
 from orchestrator.matrix import plan as plan_cells
 
 MATRICES = Path(__file__).resolve().parents[2] / "matrices"

@@ -82,7 +82,7 @@ def test_damaged_data_file_is_a_clear_error():
 
 def test_the_full_matrix_meets_every_published_cell(figures):
     """A run of matrices/full.yaml has the original's figures beside its own in the report."""
-    from orchestrator.matrix import load_matrix
+    from orchestrator.experiments.registry import load_matrix
     from orchestrator.report.build import original_section
     from orchestrator.report.render import to_markdown
 

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import LabError, UsageError
+from orchestrator.experiments.registry import parse_matrix
 from orchestrator.experiments.tcp.rows import CLIENTS, SERVER, SUMMARY
-from orchestrator.matrix import parse_matrix
 from orchestrator.rows import read_raw as read_csv
 from orchestrator.rows import write_csv
 from orchestrator.store import RunFolder, RunState, check_run_id, new_run_id

@@ -21,7 +21,15 @@ from app.sizes import format_size
 from orchestrator.errors import LabError
 from orchestrator.experiments.base import CellResult, Experiment, Summary
 from orchestrator.experiments.tcp.cells import TcpCell, expand_tcp
-from orchestrator.experiments.tcp.rows import CLIENTS, SERVER, SUMMARY, failures, render_table, summarize_cell
+from orchestrator.experiments.tcp.rows import (
+    CLIENTS,
+    SERVER,
+    SUMMARY,
+    failures,
+    render_table,
+    summarize_cell,
+    write_laporan,
+)
 from orchestrator.lab import ExecResult, Lab
 from orchestrator.lab.telemetry import figures
 from orchestrator.matrix import Section
@@ -189,8 +197,6 @@ class TcpExperiment(Experiment[TcpCell]):
         rows = SUMMARY.read(folder.path)
         files = []
         if lang == "id":
-            from orchestrator.report.build import write_laporan
-
             files = write_laporan(folder.path, rows)
         return Summary(
             markdown=render_table(rows, lang=lang),

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from statistics import fmean
 
 from tabulate import tabulate
@@ -28,7 +29,7 @@ from tabulate import tabulate
 from app.contract import CLIENT_FIELDS, OUTCOME_FIELDS
 from app.sizes import format_size
 from orchestrator.experiments.tcp.cells import TcpCell
-from orchestrator.rows import Column, Merged, Row, Table
+from orchestrator.rows import Column, Merged, Row, Table, write_csv
 from orchestrator.tables import fit_width, wrap_header
 
 MIB = 1024 * 1024
@@ -389,3 +390,12 @@ def laporan_tables(summaries: Summaries) -> dict[str, list[dict[str, object]]]:
 
 def laporan_fields(rows: Sequence[Mapping[str, object]]) -> list[str]:
     return list(rows[0]) if rows else list(LAPORAN_COLUMNS)
+
+
+def write_laporan(folder: Path, summaries: Summaries) -> list[Path]:
+    """``laporan-<pool>.csv``: the course report's columns as numbers, one file per server pool mode."""
+    written = []
+    for name, rows in laporan_tables(summaries).items():
+        write_csv(folder / name, laporan_fields(rows), rows)
+        written.append(folder / name)
+    return written
