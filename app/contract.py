@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from app.sizes import format_size
+
 # --- ports -------------------------------------------------------------------------
 
 STREAM_PORT = 8889  # the file server's streaming dialect (app/protocol.py)
@@ -74,6 +76,19 @@ UDP_RECEIVER_FIELDS = (
 )  # fmt: skip
 
 # --- limits the programs enforce and the host checks against -----------------------
+
+FILES_DIR = "/data/files"  # the nodes' cache of generated test files (a volume shared by all three)
+
+
+def generated_name(size: int) -> str:
+    """The name of the lab's generated test file of ``size`` bytes, e.g. ``file_10MiB.bin`` (app/genfile.py)."""
+    return f"file_{format_size(size)}.bin"
+
+
+def distinct_name(name: str, client: int) -> str:
+    """The name client ``client`` uploads under with the stress client's ``--distinct-names``: ``003-<name>``."""
+    return f"{client:03d}-{name}"
+
 
 SAMPLE_IMAGE_SIZE = 12_371  # bytes of app.sample_image's PNG, the course report's test image
 
@@ -188,6 +203,8 @@ def stress_client_command(
     cell: int | str | None = None,
     server_workers: int | str | None = None,
     server_pool: str | None = None,
+    plain: bool = False,
+    distinct_names: bool = False,
     quiet: bool = False,
 ) -> list[str]:
     """``python -m app.stress_client``: ``op`` and exactly one of ``size`` and ``file`` are required."""
@@ -196,7 +213,8 @@ def stress_client_command(
     return _command(
         "stress_client", op=op, size=size, file=file, name=name, clients=clients, pool=pool, host=host,
         protocol=protocol, port=port, timeout=timeout, files=files, keep=keep, csv=csv, cell=cell,
-        server_workers=server_workers, server_pool=server_pool, quiet=quiet,
+        server_workers=server_workers, server_pool=server_pool, plain=plain, distinct_names=distinct_names,
+        quiet=quiet,
     )  # fmt: skip
 
 

@@ -21,14 +21,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
-from app.sizes import format_size, parse_size
+from app.contract import generated_name
+from app.sizes import parse_size
 
 BLOCK = 1 << 20  # 1 MiB of generator output at a time keeps memory flat
 
 
 def file_name(size: int) -> str:
-    """The cached file's name for ``size`` bytes, e.g. ``file_10MiB.bin``."""
-    return f"file_{format_size(size)}.bin"
+    """The cached file's name for ``size`` bytes, e.g. ``file_10MiB.bin`` (the rule is the contract's)."""
+    return generated_name(size)
 
 
 def ensure_file(directory: str, size: int, verify: bool = False) -> tuple[str, str]:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, replace
 
 from app import json_protocol, protocol
 from app.base64_stream import Base64Error, Base64StreamDecoder
-from app.contract import CLIENT_FIELDS, PROTOCOL_PORTS, SERVER_NODE
+from app.contract import CLIENT_FIELDS, PROTOCOL_PORTS, SERVER_NODE, distinct_name
 from app.csvlog import CsvLog
 from app.genfile import ensure_base64, ensure_file, sha256_of
 from app.sizes import parse_size
@@ -72,6 +72,8 @@ class Transfer:
     protocol: str = "stream"  # "stream" (port 8889) or "json" (port 6666)
     base64_path: str | None = None  # uploads: a ready base64 copy of `path` to send as it is
     client: int = 0  # which of the concurrent clients this is (1-based), for its kept file's name
+    plain: bool = False  # the course's protocol exactly: no SHA-256 word in an upload, none needed in an answer
+    distinct_names: bool = False  # uploads: each client stores under its own name, NNN-<name>
 
     def keep_path(self) -> str:
         """Where a kept download goes: one file per client, so clients never overwrite each other."""
@@ -217,7 +219,7 @@ def _reply_text(sock: socket.socket, deadline: float) -> str:
 
 def _upload(sock: socket.socket, job: Transfer, deadline: float) -> int:
     """Send the file as base64; returns the wire bytes sent."""
-    header = protocol.upload_header(job.name, protocol.base64_length(job.size), job.sha256)
+    header = protocol.upload_header(job.name, protocol.base64_length(job.size), None if job.plain else job.sha256)
     until_deadline(sock, deadline)
     sock.sendall(header)
     ok, text, _ = _read_reply(sock, deadline)
@@ -332,6 +334,8 @@ def _json_upload(sock: socket.socket, job: Transfer, deadline: float) -> int:
     check_json_status(answer)
     stored = answer.get("sha256")
     if stored is None:
+        if job.plain:
+            return sent  # a server of the course's protocol says no digest: the stored file is checked elsewhere
         raise TransferError("cannot verify the upload: the server's answer has no sha256")
     if stored != job.sha256:
         raise MismatchError(f"checksum mismatch: the server stored bytes with sha256 {stored}")
@@ -401,6 +405,8 @@ def run_transfer(job: Transfer, client: int) -> dict[str, object]:
         "client": client, "op": job.op, "volume_bytes": job.size, "status": "error", "protocol": job.protocol,
     }  # fmt: skip
     job = replace(job, client=client)
+    if job.distinct_names and job.op == "upload":
+        job = replace(job, name=distinct_name(job.name, client))
     started = time.time()
     clock = time.perf_counter()
     deadline = time.monotonic() + job.timeout
@@ -483,8 +489,9 @@ def prepare(args: argparse.Namespace) -> Transfer:
             raise UsageError(f"--keep: cannot use {args.keep}: {exc.strerror or exc}") from None
     port = args.port or PROTOCOL_PORTS[args.protocol]
     return Transfer(
-        args.op, args.host, port, path, name, size, digest, args.timeout, args.keep, args.protocol, base64_path
-    )
+        args.op, args.host, port, path, name, size, digest, args.timeout, args.keep, args.protocol, base64_path,
+        plain=args.plain, distinct_names=args.distinct_names,
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -510,6 +517,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cell", default="", help="label written in the CSV's cell column")
     parser.add_argument("--server-workers", default="", help="label: the server's worker count")
     parser.add_argument("--server-pool", default="", help="label: the server's pool mode")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="the course's protocol exactly, for servers other than the lab's: no SHA-256 word in a stream upload's "
+        "header, none needed in a JSON upload's answer (check the stored file yourself)",
+    )
+    parser.add_argument(
+        "--distinct-names", action="store_true", help="uploads: client N stores under NNN-<name>, not all under one"
+    )
     parser.add_argument("--quiet", action="store_true")
     return parser
 

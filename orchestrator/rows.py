@@ -170,8 +170,8 @@ class Table:
         merged = Merged(dict(members[0]), members=members)
         for column in self.columns:
             values = [v for r in members if (v := r.get(column.name)) is not None]
-            if column.merge == "sum":
-                merged.values[column.name] = sum(values)  # type: ignore[arg-type]
+            if column.merge == "sum":  # nothing to add up (a figure not measured) stays None
+                merged.values[column.name] = sum(values) if values else None  # type: ignore[arg-type]
             elif column.merge == "text":
                 merged.values[column.name] = "; ".join(str(v) for v in values if v)
             elif column.merge in ("mean", "peak") and column.name not in self.derived:

@@ -50,6 +50,7 @@ class Experiment(ABC, Generic[C]):
     title: ClassVar[str]  # its heading in summary.md
     tables: ClassVar[tuple[Table, ...]]  # the CSV files its cells append to; the last lists the finished cells
     area: ClassVar[str] = "cells"  # the run folder's sub-folder for its cells' raw files
+    programs: ClassVar[str] = "programs"  # what runs in the nodes for it, for "stopping the ... in the nodes"
     in_matrix: ClassVar[bool] = True  # part of `orchestrate.py` runs (False: a command of its own, like bench)
 
     def __init__(self, state: RunState | None = None) -> None:

@@ -144,6 +144,7 @@ class BenchExperiment(Experiment[BenchCell]):
 
     name = "bench"
     title = "Benchmark"
+    programs = "clients and the server"
     tables = (CLIENTS, SERVER, SUMMARY, BENCH)
     in_matrix = False
 

@@ -101,7 +101,7 @@ def run_cells(
         # The programs in the nodes do not notice that the orchestrator stopped (they end only at
         # their own time limits): stop them now, so none goes on sending or holds a port.
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        say(f"\n{why}: stopping the {experiment.name} programs in the nodes…")
+        say(f"\n{why}: stopping the {experiment.programs} in the nodes…")
         try:
             experiment.stop_programs(lab)
         except LabError:

@@ -12,12 +12,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from app import contract
 from orchestrator.errors import NodeError
-from orchestrator.lab.telemetry import Samples, sampling
 from orchestrator.lab.node import ExecResult, Node
+from orchestrator.lab.stand_in import describe_exit, remove_stand_ins, start_stand_in
+from orchestrator.lab.telemetry import Samples, sampling
 from orchestrator.settings import Settings
 
 Say = Callable[[str], None]
@@ -45,6 +47,8 @@ class Lab(ABC):
     def __init__(self, settings: Settings, say: Say = print) -> None:
         self.settings = settings
         self.say = say
+        self.stand_ins: dict[str, Node] = {}  # node name -> a submission's program running in its place
+        self._stood_down: dict[str, Node] = {}  # node name -> the lab's own node, stopped meanwhile
 
     # --- what a backend implements --------------------------------------
     @abstractmethod
@@ -60,8 +64,12 @@ class Lab(ABC):
         """Remove the lab's nodes and network (and its volumes)."""
 
     @abstractmethod
-    def node(self, name: str) -> Node:
-        """The running node ``name``, or NodeError."""
+    def _node(self, name: str) -> Node:
+        """The running node ``name`` as the lab defines it, or NodeError."""
+
+    @abstractmethod
+    def _start_node(self, name: str) -> None:
+        """Start node ``name`` again as the lab defines it (after a stand-in took its place)."""
 
     @abstractmethod
     def restart_server(self, pool: str, workers: int, outcomes: str, idle_timeout: float) -> None:
@@ -83,6 +91,39 @@ class Lab(ABC):
     @property
     def nodes(self) -> tuple[str, ...]:
         return self.roles.nodes
+
+    def node(self, name: str) -> Node:
+        """The running node ``name`` (a submission's stand-in while one takes its place), or NodeError."""
+        return self.stand_ins.get(name) or self._node(name)
+
+    def stand_in(self, name: str, command: str, folder: Path, time_limit: float) -> Node:
+        """Run a submission's ``command`` from ``folder`` in place of node ``name`` (see ``stand_in.py``);
+        a stand-in already there is replaced (the lab's node stays stopped until ``end_stand_in``)."""
+        own = self._stood_down.get(name) or self._node(name)
+        self._stood_down[name] = own
+        self.stand_ins.pop(name, None)
+        self.stand_ins[name] = start_stand_in(own, self.settings.project, command, folder, time_limit)
+        return self.stand_ins[name]
+
+    def end_stand_in(self, name: str) -> None:
+        """Remove the stand-in of node ``name``, if any, and start the lab's node again."""
+        own = self._stood_down.pop(name, None)
+        self.stand_ins.pop(name, None)
+        if own is not None:
+            remove_stand_ins(own.client, self.settings.project, name)
+            self._start_node(name)
+
+    def wait_listening(self, name: str, port: int, wait: float = 30) -> None:
+        """Readiness check of node ``name``'s server on ``port``, probed from the client node; NodeError
+        with what went wrong (a stand-in that exited says how, with its last output)."""
+        probe = contract.probe_command(host=self.address(name), port=port, wait=wait)
+        result = self.node(self.roles.client).exec(probe, time_limit=wait + 10)
+        if result.exit_code == 0:
+            return
+        stand_in = self.stand_ins.get(name)
+        why = describe_exit(stand_in) if stand_in else None
+        detail = why or (f"it runs, but nothing listens on port {port}" if stand_in else self._server_logs())
+        raise NodeError(f"the server on {name} did not accept connections on port {port} within {wait:g}s: {detail}")
 
     def address(self, name: str) -> str:
         """The node's address on the lab network."""

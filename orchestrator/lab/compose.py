@@ -22,6 +22,7 @@ from orchestrator.lab.compose_cli import Compose, settings_compose_command
 from orchestrator.lab.environment import gather_environment
 from orchestrator.lab.images import build_node_image, resolve_base_image
 from orchestrator.lab.node import ROOT_HELPER, Node, docker_client, run_as_root
+from orchestrator.lab.stand_in import STAND_IN
 from orchestrator.settings import Settings, pids_limits
 
 
@@ -42,9 +43,14 @@ class ComposeLab(Lab):
         labels = [f"com.docker.compose.project={self.settings.project}"]
         if service:
             labels.append(f"com.docker.compose.service={service}")
+        for _ in range(3):  # bounded: a container removed between listing and inspecting (Compose recreating it)
+            try:
+                return self.client.containers.list(all=True, filters={"label": labels})
+            except docker.errors.NotFound:
+                continue
         return self.client.containers.list(all=True, filters={"label": labels})
 
-    def node(self, name: str) -> Node:
+    def _node(self, name: str) -> Node:
         """The running container of service ``name``, or NodeError."""
         found = [c for c in self._containers(name) if c.status == "running"]
         if not found:
@@ -103,7 +109,10 @@ class ComposeLab(Lab):
 
     def remove_containers_and_networks(self) -> None:
         """Remove the project's containers (renamed leftovers and root helpers too) and networks; keep its volumes."""
-        helpers = self.client.containers.list(all=True, filters={"label": f"{ROOT_HELPER}={self.settings.project}"})
+        helpers = [
+            *self.client.containers.list(all=True, filters={"label": f"{ROOT_HELPER}={self.settings.project}"}),
+            *self.client.containers.list(all=True, filters={"label": f"{STAND_IN}={self.settings.project}"}),
+        ]
         try:
             for container in [*helpers, *self._containers()]:
                 container.remove(force=True)
@@ -170,6 +179,9 @@ class ComposeLab(Lab):
         }
         self.compose.up([self.roles.server], env=env, recreate=True)
         self.wait_server_ready()
+
+    def _start_node(self, name: str) -> None:
+        self.compose.up([name])  # starts the stopped container again, unchanged
 
     def restore_server(self) -> None:
         """The server of docker-compose.yml again (Compose recreates it only if its settings differ)."""

@@ -63,6 +63,10 @@ SUMMARY_CAPTIONS = {
 }
 
 
+def _dash(value: object) -> object:
+    return "-" if value is None else value
+
+
 def _num(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -157,7 +161,7 @@ def failures_table(run: RunData) -> Block:
     failing = [c for c in run.cells if c.failed]
     if not failing:
         return Paragraph("No transfer failed: every client and every server record says ok.")
-    rows = [[c.number, c.label, c.clients_failed, c.server_failed, _causes(c, run)] for c in failing]
+    rows = [[c.number, c.label, c.clients_failed, _dash(c.server_failed), _causes(c, run)] for c in failing]
     return simple_table(["No", "Cell", "Clients failed", "Server failed", "Causes"], rows)
 
 

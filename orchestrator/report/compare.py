@@ -177,9 +177,11 @@ def compare_cells(
             diffs.append(Difference(str(cell.number), str(other.number), label, metric,
                                     getattr(cell, metric), getattr(other, metric),
                                     _range(cell, metric), _range(other, metric)))  # fmt: skip
-        for metric in COUNTS:
+        for metric in COUNTS:  # a count one run could not measure (None) compares as no figure
+            count_a, count_b = getattr(cell, metric), getattr(other, metric)
             diffs.append(Difference(str(cell.number), str(other.number), label, metric,
-                                    float(getattr(cell, metric)), float(getattr(other, metric))))  # fmt: skip
+                                    None if count_a is None else float(count_a),
+                                    None if count_b is None else float(count_b)))  # fmt: skip
     only_b = [_label(c, ignored) for c in b if _key(c, dims) not in seen]
     return diffs, ignored, only_a, only_b
 

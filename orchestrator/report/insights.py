@@ -268,19 +268,29 @@ def failure_claims(cells: Sequence[Cell]) -> list[str]:
 
 def agreement_claims(cells: Sequence[Cell]) -> list[str]:
     """Do the server's own records agree with the clients' on successes?"""
+    unmeasured = len([c for c in cells if c.server_ok is None])
+    cells = [c for c in cells if c.server_ok is not None]
+    note = (
+        [f"The server's side was not measured in {plural(unmeasured, 'cell')} (a server that keeps no outcome log, "
+         "on downloads)."]
+        if unmeasured
+        else []
+    )  # fmt: skip
     if not cells:
-        return []
+        return note
     differ = [c for c in cells if c.clients_ok != c.server_ok]
     if not differ:
         return [
             f"The server's own records count the same successful transfers as the clients in all "
-            f"{plural(len(cells), 'cell')}."
+            f"{plural(len(cells), 'cell')}.",
+            *note,
         ]
     listed = ", ".join(f"{c.number} ({c.clients_ok} vs {c.server_ok})" for c in differ[:8])
     more = f" and {len(differ) - 8} more" if len(differ) > 8 else ""
     return [
         f"The server's records and the clients' disagree on successful transfers in {len(differ)} of "
-        f"{plural(len(cells), 'cell')}: cell (clients vs server) {listed}{more}."
+        f"{plural(len(cells), 'cell')}: cell (clients vs server) {listed}{more}.",
+        *note,
     ]
 
 

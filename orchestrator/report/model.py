@@ -70,8 +70,8 @@ class Cell:
     client_rss: float | None = None
     clients_ok: int = 0
     clients_failed: int = 0
-    server_ok: int = 0
-    server_failed: int = 0
+    server_ok: int | None = 0  # None: the server's side was not measured (a submission's view of a download)
+    server_failed: int | None = 0
     errors: tuple[str, ...] = field(default=())
     spread: Mapping[str, Spread] = field(default_factory=dict, compare=False, hash=False)  # over 2+ repeats
 
@@ -98,7 +98,7 @@ class Cell:
 
     @property
     def failed(self) -> int:
-        return self.clients_failed + self.server_failed
+        return self.clients_failed + (self.server_failed or 0)
 
     @property
     def label(self) -> str:
@@ -133,7 +133,7 @@ def cell_of(m: Merged) -> Cell:
         cell_ids=tuple(str(r.get("cell_id") or "") for r in m.members),
         errors=tuple(str(r["errors"]) for r in m.members if r.get("errors")),
         **{attr: v.get(column) for attr, column in FIGURES.items()},  # type: ignore[arg-type]
-        **{key: int(v[key]) for key in COUNT_FIELDS},  # type: ignore[call-overload]
+        **{key: None if v.get(key) is None else int(v[key]) for key in COUNT_FIELDS},  # type: ignore[call-overload]
         spread={attr: m.spread[column] for attr, column in FIGURES.items() if column in m.spread},
     )
 

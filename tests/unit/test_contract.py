@@ -35,7 +35,7 @@ FULL = [
         contract.stress_client_command, stress_client.build_parser,
         dict(op="download", size=1048576, name="n.bin", clients=3, pool="process", host="h", protocol="json",
              port=6000, timeout=9.5, files="/f", keep="/k", csv="/c.csv", cell="4", server_workers="5",
-             server_pool="thread", quiet=True),
+             server_pool="thread", plain=True, distinct_names=True, quiet=True),
     ),
     (  # --file instead of --size: the two are exclusive
         contract.stress_client_command, stress_client.build_parser,

@@ -43,8 +43,11 @@ class FakeLab(Lab):
     def down(self) -> None:
         self.calls.append("down")
 
-    def node(self, name: str) -> Any:
+    def _node(self, name: str) -> Any:
         return self.fake_node
+
+    def _start_node(self, name: str) -> None:
+        self.calls.append(f"start {name}")
 
     def restart_server(self, pool: str, workers: int, outcomes: str, idle_timeout: float) -> None:
         pass

@@ -110,7 +110,7 @@ def test_host_imports_flow_one_way():
         state[name] = 1
         for nxt in sorted(graph[name]):
             if state.get(nxt) == 1:
-                cycle = path[path.index(nxt) :] + [nxt] if nxt in path else [name, nxt]
+                cycle = [*path[path.index(nxt) :], nxt] if nxt in path else [name, nxt]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt, [*path, nxt])

@@ -30,6 +30,7 @@ from orchestrator.experiments.tcp.rows import (
     summarize_cell,
     write_laporan,
 )
+from orchestrator.experiments.tcp.servers import STORAGE, ReferenceServer, Server
 from orchestrator.lab import ExecResult, Lab
 from orchestrator.lab.telemetry import figures
 from orchestrator.matrix import Section
@@ -41,7 +42,6 @@ STRESS_EXIT_OK = (0, 3)  # 3: the client ran, and some transfers failed (they ar
 DISK_MARGIN = 256 * 2**20  # keep this much free beyond what a cell needs (an eighth of a smaller disk)
 DiskSpace = tuple[int, int]  # (free, total) bytes of one file system
 CLIENT_BACKSTOP = 120  # seconds beyond the transfers' deadline before the stress client is killed
-STORAGE = "/srv/files"  # the server's storage folder in alpine-1
 
 
 def client_failure(result: ExecResult, time_limit: float) -> str | None:
@@ -100,9 +100,9 @@ def disk_problem(cell: TcpCell, keep_downloads: bool, docker: DiskSpace, host: D
     return None
 
 
-def check_disk(lab: Lab, cell: TcpCell, keep_downloads: bool, host_dir: Path) -> None:
+def check_disk(lab: Lab, cell: TcpCell, keep_downloads: bool, host_dir: Path, storage: str = STORAGE) -> None:
     """Refuse to start a cell that would fill a disk, with a clear message."""
-    statvfs = f"import os; s = os.statvfs('{STORAGE}'); print(s.f_bavail * s.f_frsize, s.f_blocks * s.f_frsize)"
+    statvfs = f"import os; s = os.statvfs('{storage}'); print(s.f_bavail * s.f_frsize, s.f_blocks * s.f_frsize)"
     free, total = lab.node(contract.SERVER_NODE).check(["python", "-c", statvfs]).split()
     host = shutil.disk_usage(host_dir)
     problem = disk_problem(cell, keep_downloads, (int(free), int(total)), (host.free, host.total))
@@ -118,38 +118,44 @@ def missing_rows_for(cell: TcpCell, rows: list[dict[str, str]], result: ExecResu
     return rows
 
 
-def stress_command(lab: Lab, cell: TcpCell, remote: str, keep_downloads: bool) -> list[str]:
+def stress_command(lab: Lab, cell: TcpCell, remote: str, keep_downloads: bool, server: Server) -> list[str]:
     """The stress client's command line for one cell."""
     return contract.stress_client_command(
         op=cell.op, size=cell.volume, clients=cell.clients, pool=cell.client_pool,
-        host=lab.address(contract.SERVER_NODE), port=contract.PROTOCOL_PORTS[cell.protocol], timeout=cell.timeout,
+        host=lab.address(contract.SERVER_NODE), port=server.port(cell), timeout=cell.timeout,
         csv=f"{remote}/clients.csv", cell=cell.number, server_workers=cell.server_workers,
         server_pool=cell.server_pool, quiet=True, protocol=None if cell.protocol == "stream" else cell.protocol,
-        keep=f"{remote}/downloads" if keep_downloads and cell.op == "download" else None,
+        keep=f"{remote}/downloads" if keep_downloads and cell.op == "download" else None, **server.stress_options(),
     )  # fmt: skip
 
 
-def run_tcp_cell(lab: Lab, folder: RunFolder, cell: TcpCell, keep_downloads: bool = False) -> dict[Any, list]:
+def run_tcp_cell(
+    lab: Lab, folder: RunFolder, cell: TcpCell, keep_downloads: bool = False, server: Server | None = None
+) -> dict[Any, list]:
     """Run one cell; returns its rows of clients.csv, server.csv and summary.csv (in that order)."""
+    server = server or ReferenceServer()
     remote = folder.cell_container_dir(cell)
     client = lab.node(contract.CLIENT_NODE)
     client.check(["rm", "-rf", remote])  # a cell interrupted earlier starts afresh
     client.check(["mkdir", "-p", remote])
-    lab.restart_server(cell.server_pool, cell.server_workers, f"{remote}/server.csv", cell.server_idle_timeout)
-    check_disk(lab, cell, keep_downloads, folder.path)
-    server = lab.node(contract.SERVER_NODE)
+    node = server.start(lab, cell, f"{remote}/server.csv")
+    check_disk(lab, cell, keep_downloads, folder.path, server.storage)
     if cell.op == "download":  # the file to download: same generator, same bytes as the client's reference
-        server.check(contract.genfile_command(size=cell.volume, dir=STORAGE, verify=True))
+        node.check(contract.genfile_command(size=cell.volume, dir=server.storage, verify=True))
     backstop = cell.timeout + CLIENT_BACKSTOP
-    with lab.sampling({"server": server, "client": client}) as samples:
+    with lab.sampling({"server": node, "client": client}) as samples:
         # Bounded: every transfer has its own deadline; this is the backstop.
-        result = client.exec(stress_command(lab, cell, remote, keep_downloads), time_limit=backstop, limit_ok=True)
-    server.stop()  # flushes the last outcome rows
+        command = stress_command(lab, cell, remote, keep_downloads, server)
+        result = client.exec(command, time_limit=backstop, limit_ok=True)
+    measured = server.finish(node, cell)  # stops the server: its last outcome rows are written
     client.fetch(remote, folder.cell_dir(cell).parent)
     local = folder.cell_dir(cell)
     client_rows = missing_rows_for(cell, read_raw(local / "clients.csv"), result, backstop)
-    server_rows = [{"cell": str(cell.number), **row} for row in read_raw(local / "server.csv")]
-    summary = summarize_cell(cell, client_rows, server_rows, figures(samples))
+    if server.keeps_log:
+        measured = read_raw(local / "server.csv")
+    server_rows = [{"cell": str(cell.number), **row} for row in measured]
+    summary = summarize_cell(cell, client_rows, server_rows if server.keeps_log or cell.op == "upload" else None,
+                             figures(samples))  # fmt: skip
     return {
         CLIENTS: [{"cell_id": cell.id, **row} for row in client_rows],
         SERVER: [{"cell_id": cell.id, **row} for row in server_rows],
@@ -172,6 +178,7 @@ class TcpExperiment(Experiment[TcpCell]):
 
     name = "tcp"
     title = "TCP file server"
+    programs = "clients and the server"
     tables = (CLIENTS, SERVER, SUMMARY)
 
     @staticmethod

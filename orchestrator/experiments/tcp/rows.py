@@ -71,7 +71,7 @@ SUMMARY = Table(
     ),
     required=(
         "number", "operation", "volume_bytes", "client_workers", "server_workers", "server_pool",
-        "clients_ok", "clients_failed", "server_ok", "server_failed",
+        "clients_ok", "clients_failed",
     ),
     derived={THROUGHPUT: _throughput},
 )  # fmt: skip
@@ -119,13 +119,17 @@ def _peak_mib(rows: Iterable[Mapping[str, object]]) -> float | None:
 def summarize_cell(
     cell: TcpCell,
     clients: Sequence[Mapping[str, object]],
-    server: Sequence[Mapping[str, object]],
+    server: Sequence[Mapping[str, object]] | None,
     telemetry: Mapping[str, object] | None = None,
 ) -> Row:
     """One summary row from a cell's client rows, the server's outcome rows and resource figures.
 
-    ``telemetry`` is what ``telemetry.figures`` gives for the roles ``server`` and ``client``.
+    ``server`` is None when the server's side could not be measured (a submission's view of a download):
+    its counts are then left empty, not zero. ``telemetry`` is what ``telemetry.figures`` gives for the
+    roles ``server`` and ``client``.
     """
+    measured = server is not None
+    server = server or []
     ok = [row for row in clients if row.get("status") == "ok"]
     server_ok = [row for row in server if row.get("status") == "ok"]
     seconds = [float(str(row["seconds"])) for row in ok]
@@ -159,8 +163,8 @@ def summarize_cell(
         "wire_bytes_per_client": round(fmean(wire)) if wire else None,
         "clients_ok": len(ok),
         "clients_failed": len(clients) - len(ok),
-        "server_ok": len(server_ok),
-        "server_failed": len(server) - len(server_ok),
+        "server_ok": len(server_ok) if measured else None,
+        "server_failed": len(server) - len(server_ok) if measured else None,
         "server_peak_rss_mib": _peak_mib(server),
         "client_peak_rss_mib": _peak_mib(clients),
         **{key: telemetry.get(key) for key in TELEMETRY_FIELDS},
@@ -170,8 +174,8 @@ def summarize_cell(
 
 
 def failures(rows: Iterable[Mapping[str, object]]) -> int:
-    """Failed transfers of summary rows: clients and server records that did not say ok."""
-    return sum(int(row["clients_failed"]) + int(row["server_failed"]) for row in rows)  # type: ignore[call-overload]
+    """Failed transfers of summary rows: clients and server records that did not say ok (unmeasured: none)."""
+    return sum(int(row["clients_failed"] or 0) + int(row["server_failed"] or 0) for row in rows)  # type: ignore[call-overload]
 
 
 # --- columns and tables ----------------------------------------------------------
@@ -216,6 +220,12 @@ class TableColumn:
         return self.show is not None or any(m.values.get(self.key) is not None for m in rows)
 
 
+def ok_failed(s: Mapping[str, object], side: str) -> str:
+    """``5/0``; ``-`` where that side was not measured (a submission's server on a download)."""
+    ok, failed = s[f"{side}_ok"], s[f"{side}_failed"]
+    return "-" if ok is None else f"{ok}/{failed}"
+
+
 def _operation(s: Mapping[str, object]) -> str:
     return str(s["operation"]) if s.get("protocol", "stream") == "stream" else f"{s['operation']} ({s['protocol']})"
 
@@ -231,8 +241,8 @@ COURSE_COLUMNS = [
     TableColumn("Server pool", short="Pool", show=lambda s: s["server_pool"], align="left"),
     TableColumn("Time/client s (mean)", "time_per_client_mean_s", 3, short="Time/client s"),
     TableColumn("Throughput/client MiB/s (volume / mean time)", THROUGHPUT, 2, short="Throughput/client MiB/s"),
-    TableColumn("Clients ok/failed", short="Client ok/fail", show=lambda s: f"{s['clients_ok']}/{s['clients_failed']}"),
-    TableColumn("Server ok/failed", short="Server ok/fail", show=lambda s: f"{s['server_ok']}/{s['server_failed']}"),
+    TableColumn("Clients ok/failed", short="Client ok/fail", show=lambda s: ok_failed(s, "clients")),
+    TableColumn("Server ok/failed", short="Server ok/fail", show=lambda s: ok_failed(s, "server")),
 ]
 # How the clients' times spread, the figures that are not per client, and the resources used.
 # A column no cell has a figure for is left out, so a column added here shows only in runs that have it.

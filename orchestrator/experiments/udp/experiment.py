@@ -191,6 +191,7 @@ class UdpExperiment(Experiment[UdpCell]):
 
     name = "udp"
     title = "UDP sender to two receivers"
+    programs = "UDP sender and receivers"
     tables = (UDP,)
     area = AREA
 
