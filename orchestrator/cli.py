@@ -7,6 +7,8 @@
     python orchestrate.py --repeat 3 --shuffle every cell 3 times, in random order
     python orchestrate.py --resume RUN_ID      continue an interrupted run
     python orchestrate.py --lang id            tables with the course report's Indonesian headers
+    python orchestrate.py --server DIR         the TCP cells with a student's own server (DIR has progjar.yaml)
+    python orchestrate.py check DIR [DIR ...]  conformance suite against students' servers (check.md, results.json)
     python orchestrate.py bench                throughput against the machine's limits
     python orchestrate.py build                build the node image (and its base if needed)
     python orchestrate.py up                   build and start the lab, then exit
@@ -18,8 +20,8 @@
     python orchestrate.py list                 the stored runs, with matrix, date and status
 
 Exit codes: 0 all transfers succeeded; 3 the run finished but some transfers
-failed (see the summary); 2 bad usage or matrix; 1 Docker or the lab failed;
-130 interrupted.
+failed (see the summary), or a check case failed; 2 bad usage, matrix or
+descriptor; 1 Docker or the lab failed; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 all ok, 3 some transfers failed, 2 bad usage or matrix, 1 lab error, 130 interrupted.",
     )
     parser.add_argument("command", nargs="?", default="run", choices=sorted(COMMANDS), help="default: run")
-    parser.add_argument("targets", nargs="*", metavar="RUN_ID", help="run ids, for commands that take them")
+    parser.add_argument(
+        "targets", nargs="*", metavar="RUN_ID|DIR", help="run ids (report, compare), or submission folders (check)"
+    )
     parser.add_argument("--matrix", default="quick", help="quick (default), full, or a YAML file")
     parser.add_argument(
         "--experiment", choices=("all", *in_matrix()), default="all", help="which sections of the matrix run"
@@ -81,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="results folder (default ./results)")
     parser.add_argument("--run-id", help="name of this run's folder (default: date-time-matrix)")
+    parser.add_argument(
+        "--server", type=Path, metavar="DIR", help="measure a submission's server (DIR with progjar.yaml) in alpine-1"
+    )
     parser.add_argument("--down", action="store_true", help="stop the lab and remove its volumes")
     parser.add_argument("--quiet", action="store_true", help="print only the final tables and errors")
     return parser
@@ -97,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     request = usecases.RunRequest(
         results=args.results, matrix=args.matrix, experiment=args.experiment, repeat=args.repeat,
         shuffle=args.shuffle, seed=args.seed, resume=args.resume, run_id=args.run_id, lang=args.lang,
-        keep_downloads=args.keep_downloads,
+        keep_downloads=args.keep_downloads, server=args.server,
     )  # fmt: skip
     folder = usecases.run_folder(request)
     try:
@@ -116,6 +123,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome.failures:
         where = " and ".join(s.where for s in outcome.summaries.values() if s.where)
         print(f"{outcome.failures} transfer(s) failed: see {where}", file=sys.stderr)
+        return EXIT_FAILED_TRANSFERS
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """The conformance suite against each submission's server; exit 3 if any case failed."""
+    outcome = usecases.check([Path(t) for t in args.targets], args.results, args.run_id, _say(args))
+    from orchestrator.check.cases import terminal_table
+
+    for result in outcome.results:
+        print(f"\n{terminal_table(result)}")
+        print(f"  {outcome.folder / result.name / 'check.md'}, results.json (Gradescope) beside it")
+    if len(outcome.results) > 1:
+        print(f"\nclass table: {outcome.folder / 'class.csv'} and class.html")
+    if outcome.failed:
+        print(f"{outcome.failed} case(s) failed: see check.md for each transcript", file=sys.stderr)
         return EXIT_FAILED_TRANSFERS
     return 0
 
@@ -200,6 +223,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "bench": cmd_bench,
+    "check": cmd_check,
     "build": cmd_build,
     "up": cmd_up,
     "down": cmd_down,

@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -73,6 +74,7 @@ class RunState:
     finished: float | None = None
     lang: str = "en"  # --lang: headers of the tables, and laporan-*.csv with "id"
     keep_downloads: bool = False  # --keep-downloads
+    server: dict[str, Any] | None = None  # --server: the submission measured instead of the lab's server
 
 
 def cut_torn_write(path: Path) -> None:

@@ -9,6 +9,7 @@ list stored runs (without Docker).
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from orchestrator.manifest import write_manifest
 from orchestrator.matrix import Matrix, plan
 from orchestrator.settings import load_settings
 from orchestrator.store import RunFolder, RunState, check_run_id, new_run_id
+from orchestrator.submission import DESCRIPTOR, load_submission
 
 ROOT = Path(__file__).resolve().parent.parent
 Say = Callable[[str], None]
@@ -45,6 +47,7 @@ class RunRequest:
     lang: str | None = None
     keep_downloads: bool = False
     backend: str = "compose"
+    server: Path | None = None  # --server DIR: a submission measured instead of the lab's server
 
 
 @dataclass
@@ -85,21 +88,34 @@ def plan_run(request: RunRequest, folder: RunFolder) -> tuple[Matrix, RunState]:
         return parse_matrix(folder.matrix_data(), state.matrix), state
     matrix = load_matrix(request.matrix, ROOT / "matrices")
     seed = (request.seed if request.seed is not None else random.randrange(2**31)) if request.shuffle else None
+    server = None
+    experiment = request.experiment
+    if request.server:
+        submission = load_submission(request.server)  # a bad descriptor is refused before Docker is touched
+        if submission.server is None:
+            raise UsageError(f"--server {request.server}: its {DESCRIPTOR} has no server")
+        server = {"name": submission.name, "folder": str(submission.folder), "protocol": submission.server.protocol,
+                  "pools": list(submission.server.pools), "workers": submission.server.workers}  # fmt: skip
+        experiment = "tcp"  # a submission is a TCP file server: the UDP cells are the lab's own
     state = RunState(
-        folder.run_id, request.matrix, request.experiment, request.repeat, seed, "running", time.time(),
-        lang=request.lang or "en", keep_downloads=request.keep_downloads,
+        folder.run_id, request.matrix, experiment, request.repeat, seed, "running", time.time(),
+        lang=request.lang or "en", keep_downloads=request.keep_downloads, server=server,
     )  # fmt: skip
     return matrix, state
 
 
-def planned_cells(matrix: Matrix, state: RunState) -> dict[str, list[Any]]:
+def planned_cells(
+    matrix: Matrix, state: RunState, experiments: dict[str, Experiment[Any]], say: Say
+) -> dict[str, list[Any]]:
     """Each chosen experiment's cells in the order they run (repeats in rounds, shuffled with the seed)."""
-    chosen = in_matrix() if state.experiment == "all" else {state.experiment: in_matrix()[state.experiment]}
     planned = {}
-    for name in chosen:
+    for name, experiment in experiments.items():
         section = matrix.sections.get(name)
         if section:
-            planned[name] = plan(section, state.repeat * section.rounds, state.shuffle_seed)
+            cells = experiment.adapt(list(section), say)
+            planned[name] = plan(cells, state.repeat * section.rounds, state.shuffle_seed) if cells else []
+            if not planned[name]:
+                del planned[name]
     if not planned:
         raise MatrixError(f"matrix {matrix.name} has no {state.experiment} section to run")
     return planned
@@ -125,8 +141,10 @@ def summarize(folder: RunFolder, experiments: Sequence[Experiment[Any]], lang: s
 def run(request: RunRequest, folder: RunFolder, say: Say) -> RunOutcome:
     """Plan, bring the lab up, run every chosen experiment's cells, summarize. Errors propagate as they are."""
     matrix, state = plan_run(request, folder)  # the matrix is validated before Docker is touched
-    planned = planned_cells(matrix, state)
-    experiments = [EXPERIMENTS[name](state) for name in planned]
+    chosen = in_matrix() if state.experiment == "all" else {state.experiment: in_matrix()[state.experiment]}
+    instances = {name: kind(state) for name, kind in chosen.items()}
+    planned = planned_cells(matrix, state, instances, say)
+    experiments = [instances[name] for name in planned]
     lab = open_lab(load_settings(ROOT), say, request.backend)
     started = time.monotonic()
     lab.up()
@@ -175,3 +193,51 @@ def bench(results: Path, run_id: str | None, say: Say, backend: str = "compose")
 
 def lab_of(say: Say, backend: str = "compose") -> Lab:
     return open_lab(load_settings(ROOT), say, backend)
+
+
+@dataclass
+class CheckOutcome:
+    folder: Path
+    results: list[Any]  # check.cases.SubmissionResult, one per submission
+
+    @property
+    def failed(self) -> int:
+        return sum(len(result.failed) for result in self.results)
+
+
+def check(
+    folders: Sequence[Path], results: Path, run_id: str | None, say: Say, backend: str = "compose"
+) -> CheckOutcome:
+    """The conformance suite against each submission's server, in the lab; check.md and results.json each,
+    and with several submissions a class table (class.csv, class.html)."""
+    from orchestrator.check import cases
+    from orchestrator.check.run import check_submission
+
+    if not folders:
+        raise UsageError("check needs a submission folder: python orchestrate.py check DIR [DIR ...]")
+    submissions = [load_submission(folder) for folder in folders]  # every descriptor checked before Docker
+    for submission in submissions:
+        if submission.server is None:
+            raise UsageError(f"{submission.folder}: its {DESCRIPTOR} has no server to check")
+    out = results / (check_run_id(run_id) if run_id else new_run_id("check"))
+    if out.exists():
+        raise LabError(f"{out} already exists; choose another --run-id")
+    lab = open_lab(load_settings(ROOT), say, backend)
+    lab.up()
+    out.mkdir(parents=True)
+    checked = []
+    names: set[str] = set()
+    for submission in submissions:
+        name = submission.name
+        while name in names:  # two submissions may give themselves one name
+            name += "_"
+        names.add(name)
+        result = check_submission(lab, submission, out / name, say)
+        (out / name).mkdir(parents=True, exist_ok=True)
+        (out / name / "check.md").write_text(cases.check_markdown(result), encoding="utf-8")
+        (out / name / "results.json").write_text(json.dumps(cases.gradescope(result), indent=2) + "\n")
+        checked.append(result)
+    if len(checked) > 1:
+        (out / "class.csv").write_text(cases.class_csv(checked), encoding="utf-8")
+        (out / "class.html").write_text(cases.class_html(checked, f"progjar-lab check {out.name}"), encoding="utf-8")
+    return CheckOutcome(out, checked)

@@ -61,9 +61,14 @@ class ClientGone(Exception):
 # --- reading the request ---------------------------------------------------------
 
 
-def read_header(conn):
-    """Receive until the blank line. Returns (header, payload that came with it)."""
-    deadline = time.monotonic() + HEADER_TIMEOUT
+def read_header(conn, accepted):
+    """Receive until the blank line. Returns (header, payload that came with it).
+
+    The header must be complete HEADER_TIMEOUT seconds after the connection was
+    accepted, even if it waited in the pool's queue meanwhile: so 10 silent
+    clients cost 10 seconds, not 10 seconds each in turn.
+    """
+    deadline = accepted + HEADER_TIMEOUT
     buffer = b""
     while True:
         end = buffer.find(TERMINATOR)
@@ -74,11 +79,11 @@ def read_header(conn):
             return buffer[:end], buffer[end + len(TERMINATOR) :]
         if len(buffer) >= MAX_HEADER + len(TERMINATOR):
             raise RequestError("Header too large")
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise RequestError("Timeout waiting for client")
         # A client that sends one byte every few seconds still hits the deadline.
-        conn.settimeout(min(IDLE_TIMEOUT, left))
+        # (Past it, we still take what has already arrived: a client that waited
+        # in the queue may have sent its whole header long ago.)
+        left = deadline - time.monotonic()
+        conn.settimeout(min(IDLE_TIMEOUT, max(left, 0.01)))
         try:
             data = conn.recv(65536)
         except TimeoutError:
@@ -135,13 +140,16 @@ def decode_base64(data):
         raise RequestError("Invalid Base64 data stream") from None
 
 
-def more_data_waiting(conn):
-    """True if the client has sent more than we read (without waiting for it)."""
+def waiting_data(conn):
+    """Up to 64 bytes the client has sent that we have not read yet (b"" if none).
+
+    MSG_PEEK looks without taking them; non-blocking: we do not wait for more.
+    """
     try:
         conn.setblocking(False)
-        return bool(conn.recv(64, socket.MSG_PEEK).strip())
+        return conn.recv(64, socket.MSG_PEEK)
     except OSError:  # BlockingIOError: nothing has arrived
-        return False
+        return b""
     finally:
         conn.settimeout(IDLE_TIMEOUT)
 
@@ -187,7 +195,7 @@ def receive_upload(conn, storage, words, early):
                 pending += piece
             if pending:  # 1-3 characters that do not make a group: n was not a multiple of 4
                 raise RequestError("Invalid Base64 data stream")
-            if more_data_waiting(conn):
+            if waiting_data(conn).strip():  # (a trailing newline is tolerated)
                 raise RequestError("Size mismatch: more data than declared")
             if expected and digest.hexdigest() != expected:
                 raise RequestError("Checksum mismatch")
@@ -237,17 +245,18 @@ def send_file(conn, storage, words):
 # --- one connection ----------------------------------------------------------------
 
 
-def handle(conn, address, storage, open_connections, lock):
+def handle(conn, address, accepted, storage, open_connections, lock):
     """Serve one request. Whatever happens, only this connection is affected."""
     started = time.monotonic()
     client = f"{address[0]}:{address[1]}"
-    what = "?"
+    what = "(no request)"
     try:
         conn.settimeout(IDLE_TIMEOUT)  # no recv() or sendall() waits longer than this
-        header, early = read_header(conn)
+        header, early = read_header(conn, accepted)
         words = header.split()
         command = words[0].decode("ascii", "replace").upper() if words else ""
         what = " ".join(w.decode("utf-8", "replace") for w in words[:2])[:80] or "(empty)"
+        what = "".join(ch if ch.isprintable() else "?" for ch in what)  # no control characters in the log
         if command == "UPLOAD":
             size = receive_upload(conn, storage, words, early)
             result = f"ok, stored {size} bytes"
@@ -270,7 +279,7 @@ def handle(conn, address, storage, open_connections, lock):
         with lock:  # under the lock: main() may be shutting this connection down right now
             open_connections.discard(conn)
             conn.close()
-    print(f"{client} {what}: {result} ({time.monotonic() - started:.3f} s)", flush=True)
+    log(f"{client} {what}: {result} ({time.monotonic() - started:.3f} s)")
 
 
 def answer_error(conn, message):
@@ -278,11 +287,13 @@ def answer_error(conn, message):
 
     If we closed while the client is still sending (say, the rest of a refused
     upload), the kernel would reset the connection and the client might never
-    see our answer. So we say we are done (SHUT_WR) and read and drop what is
-    still coming, for at most 1 second and 4 MiB.
+    see our answer. So in that case we say we are done (SHUT_WR) and read and
+    drop what is still coming, for at most 1 second and 4 MiB.
     """
     try:
         conn.sendall(f"ERROR {message}".encode("ascii", "replace") + TERMINATOR)
+        if not waiting_data(conn):
+            return  # the client is not sending anything: close right away
         conn.shutdown(socket.SHUT_WR)
         deadline = time.monotonic() + 1
         dropped = 0
@@ -294,6 +305,15 @@ def answer_error(conn, message):
             dropped += len(data)
     except OSError:
         pass  # the client is gone already, or stays silent: nothing more to do
+
+
+print_lock = threading.Lock()
+
+
+def log(line):
+    """Print one line; the lock keeps lines of different threads from mixing."""
+    with print_lock:
+        print(line, flush=True)
 
 
 # --- main --------------------------------------------------------------------------
@@ -329,12 +349,12 @@ def main():
         except TimeoutError:
             continue
         except OSError as error:  # e.g. too many open files: wait a little, keep serving
-            print(f"accept failed: {error}", flush=True)
+            log(f"accept failed: {error}")
             time.sleep(0.1)
             continue
         with lock:
             open_connections.add(conn)
-        pool.submit(handle, conn, address, storage, open_connections, lock)
+        pool.submit(handle, conn, address, time.monotonic(), storage, open_connections, lock)
 
     print("stopping", flush=True)
     listener.close()

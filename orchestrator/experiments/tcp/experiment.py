@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,13 @@ from orchestrator.experiments.tcp.rows import (
     summarize_cell,
     write_laporan,
 )
-from orchestrator.experiments.tcp.servers import STORAGE, ReferenceServer, Server
+from orchestrator.experiments.tcp.servers import STORAGE, ReferenceServer, Server, SubmissionServer
 from orchestrator.lab import ExecResult, Lab
 from orchestrator.lab.telemetry import figures
 from orchestrator.matrix import Section
 from orchestrator.rows import read_raw
-from orchestrator.store import RunFolder
+from orchestrator.store import RunFolder, RunState
+from orchestrator.submission import load_submission
 from orchestrator.tables import TERMINAL_WIDTH
 
 STRESS_EXIT_OK = (0, 3)  # 3: the client ran, and some transfers failed (they are in its CSV)
@@ -181,16 +183,30 @@ class TcpExperiment(Experiment[TcpCell]):
     programs = "clients and the server"
     tables = (CLIENTS, SERVER, SUMMARY)
 
+    def __init__(self, state: RunState | None = None) -> None:
+        super().__init__(state)
+        self.server: Server = ReferenceServer()
+        if state and state.server:  # --server: a student's submission instead of the lab's server
+            self.server = SubmissionServer(load_submission(Path(state.server["folder"])))
+
     @staticmethod
     def parse(section: Any, where: str) -> Section:
         return expand_tcp(section, where)
+
+    def adapt(self, cells: list[TcpCell], say: Any) -> list[TcpCell]:
+        if not isinstance(self.server, SubmissionServer):
+            return cells
+        kept, notes = submission_cells(cells, self.server.spec.pools, self.server.spec.workers)
+        for note in notes:
+            say(f"{self.server.name}: {note}")
+        return kept
 
     def prepare(self, lab: Lab) -> None:
         stop_stress_clients(lab)  # a killed earlier run may have left a client running
 
     def run_cell(self, lab: Lab, folder: RunFolder, cell: TcpCell) -> CellResult:
         keep = bool(self.state and self.state.keep_downloads)
-        rows = run_tcp_cell(lab, folder, cell, keep)
+        rows = run_tcp_cell(lab, folder, cell, keep, self.server)
         summary = rows[SUMMARY][0]
         return CellResult(rows, describe(summary), failures([summary]))
 
@@ -198,7 +214,10 @@ class TcpExperiment(Experiment[TcpCell]):
         stop_stress_clients(lab)
 
     def cleanup(self, lab: Lab) -> None:
-        restore_default_server(lab)
+        try:
+            self.server.restore(lab)  # back to the lab's default server
+        except LabError as exc:
+            lab.say(f"warning: could not restore the default server: {exc}")
 
     def summarize(self, folder: RunFolder, lang: str = "en") -> Summary:
         rows = SUMMARY.read(folder.path)
@@ -212,6 +231,27 @@ class TcpExperiment(Experiment[TcpCell]):
             where=f"{folder.path / SUMMARY.file} (errors)",
             files=files,
         )
+
+
+def submission_cells(
+    cells: list[TcpCell], pools: tuple[str, ...], workers: int | None
+) -> tuple[list[TcpCell], list[str]]:
+    """The cells a submission can run: its pool modes only, and at its own worker count if it has a fixed one.
+
+    A server whose worker count is not a parameter is measured at the count it has: the matrix's
+    worker counts collapse into that one (the cells of the first count, relabelled), and the notes say so.
+    """
+    notes = []
+    kept = [cell for cell in cells if cell.server_pool in pools]
+    if len(kept) < len(cells):
+        notes.append(f"runs only its pool modes ({', '.join(pools)}): {len(cells) - len(kept)} cells left out")
+    if workers is not None:
+        first = min((cell.server_workers for cell in kept), default=workers)
+        fixed = [replace(cell, server_workers=workers) for cell in kept if cell.server_workers == first]
+        if len(fixed) < len(kept) or first != workers:
+            notes.append(f"has {workers} workers, not a parameter: every cell runs with {workers} workers")
+        kept = fixed
+    return kept, notes
 
 
 def restore_default_server(lab: Lab) -> None:

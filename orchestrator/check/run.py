@@ -1,0 +1,167 @@
+"""One submission's check on the lab: its server in each pool mode it declares, probed from alpine-2.
+
+For each pool mode the submission's server stands in for alpine-1 (a fresh
+copy of its folder, its own storage folder); then, in order:
+
+1. memory: a 10 MiB and a 100 MiB round trip, the server's peak RSS read
+   inside its container after each (``resources.memory-flat``);
+2. the conformance suite (``app/conformance.py``) from alpine-2, every case
+   with its own deadline;
+3. leaks: the server's processes and open descriptors after the suite,
+   against what it had before it (``resources.no-leaks``).
+
+Then one reference cell of the TCP experiment measures its throughput with
+the lab's own stress client. A server that does not start, crashes or hangs
+fails its cases with what happened (its exit code and last output); nothing
+waits on it beyond its deadlines, and the lab's own server is back at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from app import contract
+from orchestrator.check.cases import (
+    RESOURCE_CASES,
+    CaseResult,
+    PoolResult,
+    SubmissionResult,
+    memory_flat,
+    no_leaks,
+    parse_probe,
+    resource_case,
+)
+from orchestrator.errors import LabError, NodeError
+from orchestrator.experiments.tcp.cells import TcpCell
+from orchestrator.experiments.tcp.experiment import run_tcp_cell
+from orchestrator.experiments.tcp.rows import SUMMARY
+from orchestrator.experiments.tcp.servers import STORAGE, SubmissionServer, processes
+from orchestrator.lab import Lab, Node
+from orchestrator.lab.stand_in import describe_exit
+from orchestrator.store import RunFolder
+from orchestrator.submission import Submission
+
+Say = Callable[[str], None]
+WORKERS = 5  # the pool size a check runs a server with, when it takes {workers}
+SUITE_LIMIT = 900.0  # seconds the whole suite may take against one server
+SERVER_LIMIT = SUITE_LIMIT + 600  # the server's own time limit in its container
+CHECK_STORAGE = f"{STORAGE}/check"  # a check's {storage}: its own folder, emptied for each pool mode
+LEAK_WAIT = 15.0  # seconds a server may take to close what the suite's clients left
+
+
+def reference_cell(pool: str, protocol: str) -> TcpCell:
+    """The one cell every submission is measured at, for the class table."""
+    return TcpCell(1, "upload", 10 * 2**20, 5, WORKERS, pool, timeout=300, server_idle_timeout=60, protocol=protocol)
+
+
+def probe(lab: Lab, submission: Submission, workers: int, only: list[str] | None = None) -> list[CaseResult]:
+    """Run the conformance probe in the client node; its cases (a probe that could not run: a LabError)."""
+    spec = submission.server
+    assert spec is not None
+    command = contract.conformance_command(
+        host=lab.address(contract.SERVER_NODE), port=spec.port, protocol=spec.protocol, workers=workers, only=only,
+        timeout=SUITE_LIMIT, json_output=True,
+    )  # fmt: skip
+    result = lab.node(contract.CLIENT_NODE).exec(command, time_limit=SUITE_LIMIT + 60, limit_ok=True)
+    cases = parse_probe(result.output)
+    if not cases:
+        tail = result.output.strip().splitlines()[-3:]
+        raise NodeError(f"the conformance probe gave no result (exit {result.exit_code}): {' '.join(tail)[:300]}")
+    return cases
+
+
+def why_down(node: Node) -> str:
+    """What the server's container says about itself when a case found it unreachable."""
+    return describe_exit(node) or "its container runs"
+
+
+def check_pool(lab: Lab, submission: Submission, pool: str, say: Say) -> PoolResult:
+    """The check of one pool mode: the server started fresh, memory, the suite, leaks."""
+    spec = submission.server
+    assert spec is not None
+    workers = spec.workers or WORKERS
+    result = PoolResult(pool, workers)
+    # An empty storage folder of its own, made before the server starts (through the node that is there now).
+    lab.node(contract.SERVER_NODE).check(["sh", "-c", f"rm -rf {CHECK_STORAGE} && mkdir -p {CHECK_STORAGE}"])
+    command = submission.server_command(pool, workers, CHECK_STORAGE)
+    node = lab.stand_in(contract.SERVER_NODE, command, submission.folder, SERVER_LIMIT)
+    try:
+        lab.wait_listening(contract.SERVER_NODE, spec.port, wait=30)
+    except NodeError as exc:
+        say(f"  {pool}: the server did not start: {exc}")
+        cases = probe(lab, submission, workers, only=["start.listens"])  # every case listed, as skipped
+        result.cases = [_explained(c, str(exc)) if c.id == "start.listens" else c for c in cases]
+        result.cases += [resource_case(case, None, "skipped: the server did not start") for case in RESOURCE_CASES]
+        return result
+    say(f"  {pool}: memory at 10 and 100 MiB")
+    memory = [*probe(lab, submission, workers, only=["roundtrip.10MiB"])]
+    peak_10 = processes(node)["peak_rss_kib"]
+    memory += probe(lab, submission, workers, only=["roundtrip.100MiB"])
+    peak_100 = processes(node)["peak_rss_kib"]
+    before = processes(node)
+    say(f"  {pool}: conformance suite ({workers} workers)")
+    cases = probe(lab, submission, workers)
+    down = why_down(node)
+    result.cases = [
+        _explained(c, f"the server is down: {down}") if not c.passed and "its container runs" not in down else c
+        for c in cases
+    ]
+    if all(case.passed for case in memory):
+        result.cases.append(resource_case("resources.memory-flat", *memory_flat(peak_10, peak_100)))
+    else:
+        result.cases.append(resource_case("resources.memory-flat", False, "a 10 or 100 MiB round trip failed"))
+    result.cases.append(resource_case("resources.no-leaks", *leaks(node, before)))
+    return result
+
+
+def leaks(node: Node, before: dict) -> tuple[bool, str]:
+    """Whether the server holds more processes or descriptors than before the suite, once it has had time to close."""
+    deadline = time.monotonic() + LEAK_WAIT
+    while True:  # bounded: until it is back to where it was, or LEAK_WAIT has passed
+        try:
+            passed, text = no_leaks(before, processes(node))
+        except NodeError as exc:
+            return False, f"cannot read the server's processes: {exc}"
+        if passed or time.monotonic() > deadline:
+            return passed, text
+        time.sleep(1)
+
+
+def _explained(case: CaseResult, why: str) -> CaseResult:
+    return replace(case, detail=f"{case.detail} ({why})" if case.detail else why)
+
+
+def check_submission(lab: Lab, submission: Submission, out: Path, say: Say) -> SubmissionResult:
+    """Check every pool mode the submission declares, then its throughput at the reference cell."""
+    spec = submission.server
+    assert spec is not None
+    result = SubmissionResult(submission.name, str(submission.folder), spec.protocol)
+    server = SubmissionServer(submission)
+    try:
+        for pool in spec.pools:
+            say(f"{submission.name}: {pool} pool")
+            result.pools.append(check_pool(lab, submission, pool, say))
+        cell = reference_cell(spec.pools[0], spec.protocol)
+        result.reference_cell = f"upload 10 MiB, 5 clients, {cell.server_pool} pool of {spec.workers or WORKERS}"
+        if not any(c.id == "start.listens" and c.passed for c in result.pools[0].cases):
+            result.problem = "the server did not start"
+            return result
+        say(f"{submission.name}: reference cell ({result.reference_cell})")
+        folder = RunFolder(out, "reference-cell")
+        folder.path.mkdir(parents=True, exist_ok=True)
+        try:
+            rows = run_tcp_cell(lab, folder, cell, server=server)
+        except LabError as exc:
+            result.problem = str(exc)
+            return result
+        summary = rows[SUMMARY][0]
+        SUMMARY.write(folder.path, [summary])
+        result.throughput = summary["throughput_per_client_mibps"]  # type: ignore[assignment]
+        if result.throughput is None:
+            result.problem = f"no upload succeeded: {summary['errors']}"
+        return result
+    finally:
+        server.restore(lab)
