@@ -307,6 +307,26 @@ def udp_receiver_command(
     )  # fmt: skip
 
 
+def conformance_command(
+    *,
+    host: str,
+    port: int,
+    protocol: str,
+    workers: int | None = None,
+    only: Iterable[str] | None = None,
+    timeout: float | None = None,
+    json_output: bool = False,
+) -> list[str]:
+    """``python -m app.conformance``: the conformance suite against a server; ``only`` is one ``--only`` per case id.
+
+    ``json_output`` is the program's ``--json`` (one JSON object per case and line).
+    """
+    return _command(
+        "conformance", host=host, port=port, protocol=protocol, workers=workers, only=only, timeout=timeout,
+        json=json_output,
+    )  # fmt: skip
+
+
 def genfile_command(
     *, size: int | str | Iterable[int | str], dir: str | None = None, verify: bool = False
 ) -> list[str]:

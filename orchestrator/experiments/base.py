@@ -65,6 +65,10 @@ class Experiment(ABC, Generic[C]):
     def parse(section: Any, where: str) -> Section:
         """Validate this experiment's section of a matrix file and expand it into cells (pure)."""
 
+    def adapt(self, cells: list[C], say: Any) -> list[C]:
+        """The planned cells this run can run (e.g. only a submission's pool modes); all of them by default."""
+        return cells
+
     def prepare(self, lab: Any) -> None:
         """Before the first cell: e.g. stop programs a killed earlier run left in the nodes."""
 

@@ -89,7 +89,7 @@ def run_facts(run: RunData) -> list[Block]:
         f"Started {iso_time(state.get('started')) or 'unknown'}, finished {iso_time(state.get('finished')) or '-'}; "
         f"status {state.get('status', 'unknown')}. {len(run.cells)} TCP cells, {udp_cells} UDP cells."
     )
-    blocks: list[Block] = [Paragraph(text)]
+    blocks: list[Block] = [Paragraph(text), *server_facts(state.get("server"))]
     if state.get("status") not in (None, "finished"):
         blocks.append(
             Paragraph(
@@ -99,6 +99,32 @@ def run_facts(run: RunData) -> list[Block]:
             )
         )
     return blocks
+
+
+def server_facts(server: Mapping[str, object] | None) -> list[Block]:
+    """Whose server the TCP cells measured, and what could not be measured of a submission's."""
+    if not server:
+        return []
+    workers = server.get("workers")
+    fixed = (
+        f" Its worker count is not a parameter: every cell ran with its {workers} workers, whatever the matrix says."
+        if workers
+        else ""
+    )
+    return [
+        Paragraph(
+            f"Server under test: the submission {server.get('name')} ({server.get('protocol')} protocol, pool modes "
+            f"{', '.join(map(str, server.get('pools') or []))}), standing in for alpine-1, measured by the lab's "
+            f"own stress client.{fixed}"
+        ),
+        Paragraph(
+            "A submission keeps no outcome log the lab can read, so its side is measured from outside: after each "
+            "upload cell every client's stored file is hashed inside alpine-1 (Server ok/failed counts the intact "
+            "ones), and the server processes' peak RSS is read from /proc. Not measured for this server: the "
+            "server's side of downloads (Server ok/failed shows '-'), and its own time per request.",
+            note=True,
+        ),
+    ]
 
 
 def scaling_table(series: Sequence[insights.Scaling]) -> Table:

@@ -70,3 +70,20 @@ def test_plan_run_interrupt_resume_and_summarize(registered, tmp_path):
     digests = {16: "374708fff771", 4096: "ad7facb2586f", 65536: "de2f256064a0"}  # SHA-256 of that many zeros
     assert summary.markdown.splitlines() == [f"{size} B: 2 runs, {digest}" for size, digest in digests.items()]
     assert run_cells(ToyExperiment(), None, folder, planned, said.append, resume=True) == 0  # nothing left
+
+
+def test_a_run_plans_every_registered_experiment_of_its_matrix(tmp_path):
+    """What `orchestrate.py` plans: each experiment's section, repeats in rounds (a UDP section's own too)."""
+    from orchestrator.experiments.registry import in_matrix
+    from orchestrator.usecases import planned_cells
+
+    matrix = parse_matrix(
+        {"tcp": {"operations": "upload", "volumes": "1MiB", "clients": [1, 5], "server_workers": 1,
+                 "server_pools": "thread"},
+         "udp": {"models": ["thread"], "payload_sizes": [1], "repeats": 2}},
+        "m",
+    )  # fmt: skip
+    state = RunState("r", "m", "all", 3, 9, "running", 0.0)
+    planned = planned_cells(matrix, state, {name: kind(state) for name, kind in in_matrix().items()}, print)
+    assert [len(planned["tcp"]), len(planned["udp"])] == [2 * 3, 1 * 2 * 3]
+    assert sorted(c.id for c in planned["udp"]) == [f"001-thread-1B-r{r}" for r in range(1, 7)]
