@@ -61,6 +61,7 @@ MiB = 1024 * KiB
 BOTH = ("stream", "json")
 STREAM = ("stream",)
 JSON = ("json",)
+PATIENCE = 10.0  # seconds a server may stay silent before "no answer within N s" (a case may allow more)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Case:
     protocols: tuple[str, ...]  # the protocols it is written for
     run: Callable[[Check], str]
     seconds: float = 30.0  # its own time limit (the run's --timeout may cut it shorter)
+    patience: float = PATIENCE  # seconds the server may stay silent in this case
 
 
 def all_cases() -> list[Case]:
@@ -85,8 +87,11 @@ def all_cases() -> list[Case]:
         Case("roundtrip.0B", "roundtrip", 1, BOTH, partial(roundtrip, name="rt-0B.bin", content=Content(0))),
         Case("roundtrip.1B", "roundtrip", 1, BOTH, partial(roundtrip, name="rt-1B.bin", content=Content(1))),
         Case("roundtrip.1MiB", "roundtrip", 1, BOTH, partial(roundtrip, name="rt-1MiB.bin", content=Content(MiB))),
+        # (the host reads the server's peak memory after roundtrip.10MiB and roundtrip.100MiB, each run --only)
+        Case("roundtrip.10MiB", "roundtrip", 1, BOTH,
+             partial(roundtrip, name="rt-10MiB.bin", content=Content(10 * MiB)), seconds=60),
         Case("roundtrip.100MiB", "roundtrip", 3, BOTH,
-             partial(roundtrip, name="rt-100MiB.bin", content=Content(100 * MiB)), seconds=120),
+             partial(roundtrip, name="rt-100MiB.bin", content=Content(100 * MiB)), seconds=120, patience=30),
         Case("roundtrip.binary", "roundtrip", 1, BOTH,
              partial(roundtrip, name="rt-binary.bin", content=Content(256 * KiB, head=EVERY_BYTE))),
         Case("roundtrip.mixed-case-name", "roundtrip", 1, BOTH, roundtrip_mixed_case_name),
@@ -104,11 +109,12 @@ def all_cases() -> list[Case]:
         Case("bad.long-name", "bad", 1, BOTH, bad_long_name),
         # robust: clients that leave, stay silent or are slow
         Case("robust.client-leaves", "robust", 1, BOTH, robust_client_leaves),
-        Case("robust.idle-connections", "robust", 1, BOTH, robust_idle_connections, seconds=60),
+        Case("robust.idle-connections", "robust", 1, BOTH, robust_idle_connections, seconds=60, patience=20),
         Case("robust.slow-client", "robust", 1, BOTH, robust_slow_client, seconds=60),
         # concurrency: many clients at once
-        Case("concurrency.interleaved", "concurrency", 2, BOTH, concurrency_interleaved, seconds=60),
-        Case("concurrency.same-name", "concurrency", 2, BOTH, concurrency_same_name, seconds=90),
+        # (a server that serves one client at a time may keep the last ones waiting: more patience)
+        Case("concurrency.interleaved", "concurrency", 2, BOTH, concurrency_interleaved, seconds=60, patience=30),
+        Case("concurrency.same-name", "concurrency", 2, BOTH, concurrency_same_name, seconds=90, patience=30),
     ]  # fmt: skip
 
 
@@ -119,7 +125,7 @@ GATE = "start.listens"  # when it fails, nothing else can be checked
 DEFAULT_WORKERS = 5  # --workers: robust.idle-connections opens this many + 2 silent connections
 DEFAULT_TIMEOUT = 600.0  # --timeout: seconds for the whole run
 CONNECT_WITHIN = 10.0  # seconds to make a connection (once the server listens)
-ANSWER_WITHIN = 10.0  # seconds for the answer to a small request
+ANSWER_WITHIN = 10.0  # seconds for the whole answer to a small request
 RETRY_PAUSE = 0.25  # start.listens: seconds between two tries
 PIECE = 768 * KiB  # file bytes made and encoded at a time: a multiple of 3, so base64 pieces join up
 SHOWN = 300  # bytes of each line of a transcript shown
@@ -132,7 +138,7 @@ CANARY_SIZE = 64 * KiB
 SPLIT_PAUSE = 0.01  # framing.header-split: seconds between the one-byte sends
 LEAVE_WAIT = 2.0  # robust.client-leaves: seconds for the server to notice that the client left
 IDLE_SETTLE = 0.5  # robust.idle-connections: seconds for the server to accept the silent connections
-IDLE_ANSWER_WITHIN = 20.0  # ... and for the answer beside them
+IDLE_ANSWER_WITHIN = 20.0  # ... and for the answer beside them (the case's patience too)
 # robust.slow-client: a 384 KiB file's 512 KiB of base64 at 96 KiB/s take about 5 s. "Slow" means far
 # slower than any network, but not slower than 64 KiB/s: the lab's server cuts uploads slower than that
 # (--min-upload-rate), a sound defence against clients that trickle, which this case must not punish.
@@ -140,7 +146,14 @@ SLOW_SIZE = 384 * KiB
 SLOW_RATE = 96 * KiB  # base64 characters per second
 SLOW_SLICE = 8 * KiB  # characters per send
 SLOW_OTHER_AFTER = 1.0  # seconds into the slow upload when the other client's GET starts
-CLIENTS = 8  # the concurrency cases' clients
+# The concurrency cases: 8 clients whose uploads go side by side, piece k of every client at the same
+# moment (SIDE_BY_SIDE_LEAD seconds after they start, for connecting), so that a server that mixes them
+# up (one shared buffer, one file written in place by all) shows it every time, not once in a while.
+CLIENTS = 8
+SIDE_BY_SIDE_RATE = 4 * MiB  # base64 characters per second and client
+SIDE_BY_SIDE_SLICE = 64 * KiB
+SIDE_BY_SIDE_LEAD = 1.0
+SIDE_BY_SIDE_NOTE = f"{CLIENTS} uploads side by side, each {SIDE_BY_SIDE_SLICE // KiB} KiB of base64 at a time"
 
 
 # --- how a case fails ---------------------------------------------------------------
@@ -161,8 +174,18 @@ class Failed(Exception):
         self.focus = focus
 
 
+class Silence(TimeoutError):
+    """The server sent nothing (or took nothing) for ``seconds``: what a traced socket raises on a timeout."""
+
+    def __init__(self, text: str, seconds: float) -> None:
+        super().__init__(f"{text} within {seconds_text(seconds)} s")
+        self.seconds = seconds
+
+
 def describe(exc: BaseException) -> str:
     """What a socket error or a bad answer means, in words."""
+    if isinstance(exc, Silence):
+        return str(exc)
     if isinstance(exc, ServerError):
         return f"the server answered with an error: {str(exc).removeprefix('server: ')}"
     if isinstance(exc, TransferError):
@@ -246,8 +269,10 @@ class Transcript:
             self.current.pop(connection, None)
 
     def note(self, text: str, label: str = "") -> None:
+        """A remark of the suite's own (``# ...``); the bytes after it start new lines."""
         with self.lock:
             self.lines.append(Line(label, "#", note=text))
+            self.current.clear()
 
     def render(self, expected: str | None = None, focus: str | None = None) -> str:
         """The transcript as text; ``expected`` is appended to its last line."""
@@ -268,15 +293,24 @@ class TracedSocket(socket.socket):
     """A TCP socket that writes what passes through it into a case's transcript.
 
     It is a real socket, so the stress client's functions (``stream_get``,
-    ``json_get`` ...) work on it unchanged.
+    ``json_get`` ...) work on it unchanged. Every call on it waits at most
+    ``patience`` seconds, even when the deadline is further away: a server
+    silent that long has not answered, and the case fails with Silence.
     """
 
-    def __init__(self, family: int, kind: int, proto: int, transcript: Transcript, label: str = "") -> None:
+    def __init__(
+        self, family: int, kind: int, proto: int, transcript: Transcript, label: str = "", patience: float = PATIENCE
+    ) -> None:
         super().__init__(family, kind, proto)
         self.transcript = transcript
         self.label = label
+        self.patience = patience
         self.number = transcript.new_connection()
         self.pause = 0.0  # > 0: sendall() sends one byte at a time, this many seconds apart
+
+    def settimeout(self, value: float | None) -> None:
+        # until_deadline() sets the time left before the deadline: wait no longer than the patience.
+        super().settimeout(self.patience if value is None else min(value, self.patience))
 
     def send_slowly(self, pause: float) -> None:
         """From now on send every byte in a segment of its own (TCP_NODELAY), ``pause`` seconds apart."""
@@ -286,7 +320,7 @@ class TracedSocket(socket.socket):
 
     def sendall(self, data, flags: int = 0) -> None:  # type: ignore[override]
         self.transcript.record(self.number, self.label, ">", data)
-        with self._traced(">", "(the server stopped reading: timed out)"):
+        with self._traced(">"):
             if not self.pause:
                 super().sendall(data, flags)
                 return
@@ -297,17 +331,17 @@ class TracedSocket(socket.socket):
     def send_payload(self, text: bytes) -> None:
         """Send part of an upload's base64 text: the transcript shows only how many characters."""
         self.transcript.record(self.number, self.label, ">", text, payload=True)
-        with self._traced(">", "(the server stopped reading: timed out)"):
+        with self._traced(">"):
             super().sendall(text)
 
     def recv(self, size: int, flags: int = 0) -> bytes:
-        with self._traced("<", "(nothing came: timed out)"):
+        with self._traced("<"):
             data = super().recv(size, flags)
         self._received(data)
         return data
 
     def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:  # type: ignore[override]
-        with self._traced("<", "(nothing came: timed out)"):
+        with self._traced("<"):
             count = super().recv_into(buffer, nbytes, flags)
         self._received(memoryview(buffer)[:count])
         return count
@@ -319,23 +353,27 @@ class TracedSocket(socket.socket):
             self.transcript.event(self.number, self.label, "<", "(the server closed the connection)")
 
     @contextmanager
-    def _traced(self, arrow: str, timeout_text: str) -> Iterator[None]:
-        """Note a timeout or a reset in the transcript, then let it go on."""
+    def _traced(self, arrow: str) -> Iterator[None]:
+        """Write a timeout or a reset into the transcript; a timeout goes on as Silence."""
+        waited = self.gettimeout() or 0.0
         try:
             yield
         except TimeoutError:
-            self.transcript.event(self.number, self.label, arrow, timeout_text)
-            raise
+            text = "no answer" if arrow == "<" else "the server took no data"
+            self.transcript.event(self.number, self.label, arrow, f"({text} within {seconds_text(waited)} s)")
+            raise Silence(text, waited) from None
         except (ConnectionResetError, BrokenPipeError):
             self.transcript.event(self.number, self.label, arrow, "(the connection was reset)")
             raise
 
 
-def open_connection(host: str, port: int, deadline: float, transcript: Transcript, label: str = "") -> TracedSocket:
+def open_connection(
+    host: str, port: int, deadline: float, transcript: Transcript, label: str = "", patience: float = PATIENCE
+) -> TracedSocket:
     """A traced connection to ``host:port``, made before ``deadline``."""
     error: OSError = OSError(f"no address for {host}")
     for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-        sock = TracedSocket(family, kind, proto, transcript, label)
+        sock = TracedSocket(family, kind, proto, transcript, label, patience)
         try:
             until_deadline(sock, deadline)
             sock.connect(address)
@@ -384,25 +422,38 @@ def base64_pieces(content: Content, seen: Callable[[bytes], object]) -> Iterator
         yield binascii.b2a_base64(carry, newline=False)
 
 
+@dataclass(frozen=True)
+class Pace:
+    """Send an upload's base64 at ``rate`` characters per second, ``piece`` characters at a time.
+
+    Each piece goes at its time on a schedule that begins at ``start`` (a
+    ``time.monotonic()``; None: when sending begins), so the rate holds however
+    long a send takes, and clients given one ``start`` send side by side.
+    """
+
+    rate: float
+    piece: int = SLOW_SLICE
+    start: float | None = None
+
+
 def send_base64(
-    sock: TracedSocket, content: Content, deadline: float, pace: float = 0.0, limit: int | None = None
+    sock: TracedSocket, content: Content, deadline: float, pace: Pace | None = None, limit: int | None = None
 ) -> str:
     """Send ``content`` as base64 text; returns the SHA-256 of its bytes.
 
-    ``pace``: characters per second (0: as fast as the server takes them), sent
-    in SLOW_SLICE slices on a schedule. ``limit``: stop after that many
-    characters (a client that leaves in the middle).
+    ``pace``: how fast (None: as fast as the server takes it). ``limit``: stop
+    after that many characters (a client that leaves in the middle).
     """
     hasher = hashlib.sha256()
     sent = 0
-    started = time.monotonic()
+    start = time.monotonic() if pace is None or pace.start is None else pace.start
     for text in base64_pieces(content, hasher.update):
         if limit is not None:
             text = text[: limit - sent]
-        step = SLOW_SLICE if pace else max(len(text), 1)
+        step = pace.piece if pace else max(len(text), 1)
         for at in range(0, len(text), step):
-            if pace:  # send each slice at its time, so the rate holds however long a send takes
-                wait = started + sent / pace - time.monotonic()
+            if pace:  # wait for this piece's time
+                wait = start + sent / pace.rate - time.monotonic()
                 if wait > deadline - time.monotonic():
                     raise TimeoutError
                 time.sleep(max(wait, 0))
@@ -457,7 +508,7 @@ def expect_ok(answer: bytes) -> None:
     raise TransferError(f"the server answered {answer[:80]!r}, neither OK nor ERROR")
 
 
-def stream_upload(sock: TracedSocket, name: str, content: Content, deadline: float, pace: float = 0.0) -> str:
+def stream_upload(sock: TracedSocket, name: str, content: Content, deadline: float, pace: Pace | None = None) -> str:
     """``UPLOAD <name> <n>`` (three words), ``OK``, the base64, ``OK``; returns the file's SHA-256."""
     replies = StreamReplies(sock)
     until_deadline(sock, deadline)
@@ -473,7 +524,7 @@ def stream_upload(sock: TracedSocket, name: str, content: Content, deadline: flo
     return digest
 
 
-def json_upload(sock: TracedSocket, name: str, content: Content, deadline: float, pace: float = 0.0) -> str:
+def json_upload(sock: TracedSocket, name: str, content: Content, deadline: float, pace: Pace | None = None) -> str:
     """``UPLOAD <name> <base64>\\r\\n\\r\\n`` in one request, then its answer; returns the file's SHA-256."""
     until_deadline(sock, deadline)
     sock.sendall(json_protocol.upload_prefix(name))
@@ -522,9 +573,10 @@ class Check:
     becomes Failed("<what>: <what went wrong>").
     """
 
-    def __init__(self, target: Target, deadline: float) -> None:
+    def __init__(self, target: Target, deadline: float, patience: float = PATIENCE) -> None:
         self.target = target
         self.deadline = deadline
+        self.patience = patience  # seconds the server may stay silent (TracedSocket)
         self.transcript = Transcript()
 
     @property
@@ -540,22 +592,22 @@ class Check:
             yield deadline
         except Failed:
             raise
-        except TimeoutError:
-            raise Failed(f"{what}: no answer within {seconds_text(deadline - started)} s", expected) from None
+        except Silence as exc:
+            raise Failed(f"{what}: {exc}", expected) from None
+        except TimeoutError:  # the step's own deadline
+            raise Failed(f"{what}: not finished within {seconds_text(deadline - started)} s", expected) from None
         except (TransferError, OSError) as exc:
             raise Failed(f"{what}: {describe(exc)}", expected) from None
 
     def connect(self, label: str = "") -> TracedSocket:
         """A new traced connection to the server."""
         with self.step(f"connect to {self.target.host}:{self.target.port}", CONNECT_WITHIN) as deadline:
-            return open_connection(self.target.host, self.target.port, deadline, self.transcript, label)
+            return open_connection(self.target.host, self.target.port, deadline, self.transcript, label, self.patience)
 
-    def upload(self, name: str, content: Content, label: str = "", pace: float = 0.0) -> str:
+    def upload(self, name: str, content: Content, label: str = "", pace: Pace | None = None) -> str:
         """Upload ``content`` as ``name`` (one request, on a connection of its own); returns its SHA-256."""
         expected = "OK ..." if self.stream else '{"status": "OK", ...}'
         with self.step(f"UPLOAD {name}", expected=expected) as deadline, self.connect(label) as sock:
-            if pace:
-                sock.transcript.note(f"the base64 goes at {pace / KiB:g} KiB/s", label)
             if self.stream:
                 return stream_upload(sock, name, content, deadline, pace)
             return json_upload(sock, name, content, deadline, pace)
@@ -926,7 +978,8 @@ def robust_slow_client(check: Check) -> str:
         check.expect_file(other, 1000, other_digest, label="other", within=ANSWER_WITHIN, what=what)
         return time.monotonic() - started
 
-    slow = partial(check.upload, name, Content(SLOW_SIZE), label="slow", pace=SLOW_RATE)
+    slow = partial(check.upload, name, Content(SLOW_SIZE), label="slow", pace=Pace(SLOW_RATE))
+    check.transcript.note(f"slow: its base64 goes at {SLOW_RATE // KiB} KiB/s; other: a GET {SLOW_OTHER_AFTER:g} s in")
     started = time.monotonic()
     results = run_together([slow, other_client], check.deadline)
     first_failure(results, ["slow", "other"], "clients")
@@ -944,9 +997,10 @@ def robust_slow_client(check: Check) -> str:
 def concurrency_interleaved(check: Check) -> str:
     """Eight clients upload different files at once, then download them: no bytes cross between them."""
     labels = [f"c-{index}" for index in range(1, CLIENTS + 1)]
-    uploads = run_together(
-        [partial(check.upload, f"{label}.bin", Content(MiB), label=label) for label in labels], check.deadline
-    )
+    side_by_side = Pace(SIDE_BY_SIDE_RATE, SIDE_BY_SIDE_SLICE, time.monotonic() + SIDE_BY_SIDE_LEAD)
+    tasks = [partial(check.upload, f"{label}.bin", Content(MiB), label=label, pace=side_by_side) for label in labels]
+    check.transcript.note(SIDE_BY_SIDE_NOTE)
+    uploads = run_together(tasks, check.deadline)
     first_failure(uploads, labels, "concurrent uploads")
     downloads = run_together([partial(check.download, f"{label}.bin", label=label) for label in labels], check.deadline)
     first_failure(downloads, labels, "concurrent downloads")
@@ -966,7 +1020,12 @@ def concurrency_same_name(check: Check) -> str:
     name, size = "same.bin", 4 * MiB
     values = [ord("A") + index for index in range(CLIENTS)]  # upload "A" is 4 MiB of b"A", and so on
     labels = [f"upload-{chr(value)}" for value in values]
-    tasks = [partial(check.upload, name, Content(size, fill=value), label=f"upload-{chr(value)}") for value in values]
+    side_by_side = Pace(SIDE_BY_SIDE_RATE, SIDE_BY_SIDE_SLICE, time.monotonic() + SIDE_BY_SIDE_LEAD)
+    tasks = [
+        partial(check.upload, name, Content(size, fill=value), label=label, pace=side_by_side)
+        for value, label in zip(values, labels, strict=True)
+    ]
+    check.transcript.note(SIDE_BY_SIDE_NOTE)
     uploads = run_together(tasks, check.deadline)
     completed = {value for value, result in zip(values, uploads, strict=True) if isinstance(result, str)}
     if not completed:
@@ -1018,7 +1077,7 @@ def result(target: Target, case: Case, passed: bool, skipped: bool, detail: str,
 
 
 def run_case(target: Target, case: Case, deadline: float) -> dict:
-    check = Check(target, deadline)
+    check = Check(target, deadline, case.patience)
     try:
         detail = case.run(check)
     except Failed as exc:
@@ -1028,14 +1087,22 @@ def run_case(target: Target, case: Case, deadline: float) -> dict:
     return result(target, case, True, False, detail)
 
 
-def run_cases(target: Target, cases: list[Case], timeout: float, report: Callable[[dict], None]) -> list[dict]:
-    """Run ``cases`` one after another within ``timeout`` seconds in all; ``report`` each result as it comes."""
+def run_cases(
+    target: Target, cases: list[Case], chosen: set[str], timeout: float, report: Callable[[dict], None]
+) -> list[dict]:
+    """Run the ``chosen`` of ``cases`` in order, within ``timeout`` seconds in all; ``report`` each result.
+
+    Once the gate has failed, every case after it is reported skipped, chosen
+    or not: a report of a server that does not listen lists the whole suite.
+    """
     run_deadline = time.monotonic() + timeout
     results: list[dict] = []
     gate_failed = False
     for case in cases:
         if gate_failed:
             line = result(target, case, False, True, f"skipped: {GATE} failed, the server does not accept connections")
+        elif case.id not in chosen:
+            continue
         elif time.monotonic() >= run_deadline:
             line = result(target, case, False, False, f"not run: the run's --timeout of {timeout:g} s was used up")
         else:
@@ -1074,7 +1141,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app.conformance",
         description="Conformance suite: checks that a file server speaks the lab's protocol and survives its clients.",
-        epilog="cases: " + ", ".join(f"{case.id} ({'/'.join(case.protocols)})" for case in all_cases()),
+        epilog="cases (points, protocols):\n"
+        + "\n".join(f"  {case.id:<28} {case.points}  {', '.join(case.protocols)}" for case in all_cases()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the list of cases as it is
     )
     parser.add_argument("--host", default=SERVER_NODE, help=f"server address (default {SERVER_NODE})")
     parser.add_argument("--port", type=int, help="server port (default 8889, or 6666 with --protocol json)")
@@ -1084,7 +1153,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the server's worker count: robust.idle-connections opens that many + 2 silent connections "
         f"(default {DEFAULT_WORKERS})",
     )  # fmt: skip
-    parser.add_argument("--only", nargs="+", action="extend", metavar="ID", help="run only these cases (repeatable)")
+    parser.add_argument(
+        "--only", nargs="+", action="extend", metavar="ID",
+        help=f"run only these cases (repeatable); if {GATE} fails, every case is listed, skipped",
+    )  # fmt: skip
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT,
         help=f"seconds for the whole run (default {DEFAULT_TIMEOUT:g}); each case also has its own limit",
@@ -1105,17 +1177,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.port is not None and not 0 < args.port < 65536:
         parser.error("--port must be between 1 and 65535")
     cases = [case for case in all_cases() if args.protocol in case.protocols]
-    if args.only:
-        known = {case.id for case in cases}
-        unknown = [name for name in args.only if name not in known]
-        if unknown:
-            parser.error(f"--only: no case {', '.join(unknown)} for the {args.protocol} protocol; its cases: "
-                         + ", ".join(sorted(known)))  # fmt: skip
-        cases = [case for case in cases if case.id in args.only]
+    known = [case.id for case in cases]
+    unknown = [name for name in args.only or [] if name not in known]
+    if unknown:
+        parser.error(f"--only: no case {', '.join(unknown)} for the {args.protocol} protocol; its cases: "
+                     + ", ".join(known))  # fmt: skip
+    chosen = set(args.only or known)
     target = Target(args.host, args.port or PROTOCOL_PORTS[args.protocol], args.protocol, args.workers)
     if not args.json_output:
-        print(f"conformance of {target.host}:{target.port} ({target.protocol} protocol): {len(cases)} cases")
-    results = run_cases(target, cases, args.timeout, print_json if args.json_output else print_row)
+        print(f"{target.host}:{target.port}, {target.protocol} protocol: {len(chosen)} of {len(cases)} cases")
+    results = run_cases(target, cases, chosen, args.timeout, print_json if args.json_output else print_row)
     if not args.json_output:
         print_summary(results)
     return 0 if all(line["passed"] or line["skipped"] for line in results) else 1

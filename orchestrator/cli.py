@@ -8,6 +8,7 @@
     python orchestrate.py --resume RUN_ID      continue an interrupted run
     python orchestrate.py --lang id            tables with the course report's Indonesian headers
     python orchestrate.py --server DIR         the TCP cells with a student's own server (DIR has progjar.yaml)
+    python orchestrate.py --client DIR         the TCP cells with a student's own stress client in alpine-2
     python orchestrate.py check DIR [DIR ...]  conformance suite against students' servers (check.md, results.json)
     python orchestrate.py bench                throughput against the machine's limits
     python orchestrate.py build                build the node image (and its base if needed)
@@ -88,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--server", type=Path, metavar="DIR", help="measure a submission's server (DIR with progjar.yaml) in alpine-1"
     )
+    parser.add_argument(
+        "--client", type=Path, metavar="DIR", help="run a submission's own stress client (DIR) in alpine-2"
+    )
     parser.add_argument("--down", action="store_true", help="stop the lab and remove its volumes")
     parser.add_argument("--quiet", action="store_true", help="print only the final tables and errors")
     return parser
@@ -104,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     request = usecases.RunRequest(
         results=args.results, matrix=args.matrix, experiment=args.experiment, repeat=args.repeat,
         shuffle=args.shuffle, seed=args.seed, resume=args.resume, run_id=args.run_id, lang=args.lang,
-        keep_downloads=args.keep_downloads, server=args.server,
+        keep_downloads=args.keep_downloads, server=args.server, client=args.client,
     )  # fmt: skip
     folder = usecases.run_folder(request)
     try:

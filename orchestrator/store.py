@@ -75,6 +75,7 @@ class RunState:
     lang: str = "en"  # --lang: headers of the tables, and laporan-*.csv with "id"
     keep_downloads: bool = False  # --keep-downloads
     server: dict[str, Any] | None = None  # --server: the submission measured instead of the lab's server
+    client: dict[str, Any] | None = None  # --client: the submission whose client runs instead of the lab's
 
 
 def cut_torn_write(path: Path) -> None:

@@ -48,6 +48,7 @@ class RunRequest:
     keep_downloads: bool = False
     backend: str = "compose"
     server: Path | None = None  # --server DIR: a submission measured instead of the lab's server
+    client: Path | None = None  # --client DIR: a submission's own stress client instead of the lab's
 
 
 @dataclass
@@ -88,20 +89,31 @@ def plan_run(request: RunRequest, folder: RunFolder) -> tuple[Matrix, RunState]:
         return parse_matrix(folder.matrix_data(), state.matrix), state
     matrix = load_matrix(request.matrix, ROOT / "matrices")
     seed = (request.seed if request.seed is not None else random.randrange(2**31)) if request.shuffle else None
-    server = None
+    server = client = None
     experiment = request.experiment
     if request.server:
-        submission = load_submission(request.server)  # a bad descriptor is refused before Docker is touched
-        if submission.server is None:
-            raise UsageError(f"--server {request.server}: its {DESCRIPTOR} has no server")
-        server = {"name": submission.name, "folder": str(submission.folder), "protocol": submission.server.protocol,
-                  "pools": list(submission.server.pools), "workers": submission.server.workers}  # fmt: skip
+        server = submission_facts(request.server, "server")
         experiment = "tcp"  # a submission is a TCP file server: the UDP cells are the lab's own
+    if request.client:
+        client = submission_facts(request.client, "client")
+        experiment = "tcp"
     state = RunState(
         folder.run_id, request.matrix, experiment, request.repeat, seed, "running", time.time(),
-        lang=request.lang or "en", keep_downloads=request.keep_downloads, server=server,
+        lang=request.lang or "en", keep_downloads=request.keep_downloads, server=server, client=client,
     )  # fmt: skip
     return matrix, state
+
+
+def submission_facts(folder: Path, part: str) -> dict[str, Any]:
+    """What run.json keeps of a submission given to --server or --client (its descriptor validated now)."""
+    submission = load_submission(folder)  # a bad descriptor is refused before Docker is touched
+    if (part == "server" and submission.server is None) or (part == "client" and submission.client is None):
+        raise UsageError(f"--{part} {folder}: its {DESCRIPTOR} has no {part}")
+    facts: dict[str, Any] = {"name": submission.name, "folder": str(submission.folder)}
+    if part == "server" and submission.server is not None:
+        spec = submission.server
+        facts.update(protocol=spec.protocol, pools=list(spec.pools), workers=spec.workers)
+    return facts
 
 
 def planned_cells(

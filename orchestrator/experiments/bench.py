@@ -172,7 +172,8 @@ class BenchExperiment(Experiment[BenchCell]):
                 raise NodeError(f"benchmark cell {cell.id} had failed transfers: {summary['errors']}")
             found = goodput_figures(summary)
         rows[BENCH] = [{"cell_id": cell.id, "figure": name, "value": value} for name, value in found.items()]
-        line = ", ".join(f"{name} {value}" for name, value in found.items())
+        line = ", ".join(f"{name} {value:.1f}" if isinstance(value, float) else f"{name} {value}"
+                         for name, value in found.items())  # fmt: skip
         return CellResult(rows, line)
 
     def cleanup(self, lab: Lab) -> None:

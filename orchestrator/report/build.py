@@ -15,6 +15,7 @@ from pathlib import Path
 
 from app.sizes import format_size
 from orchestrator.experiments.tcp.rows import (
+    CLIENT_OUTPUT,
     DETAILS,
     LAPORAN_COLUMNS,
     LAPORAN_REPEAT_COLUMNS,
@@ -125,6 +126,27 @@ def server_facts(server: Mapping[str, object] | None) -> list[Block]:
             note=True,
         ),
     ]
+
+
+def client_outputs(run: RunData, lines: int = 6) -> list[Block]:
+    """With --client: beside the server's records, what the student's client printed in each cell (its end)."""
+    client = run.state.get("client")
+    if not client:
+        return []
+    blocks: list[Block] = [
+        Heading(3, f"What the client {client.get('name')} printed"),
+        Paragraph(
+            "The lab's server's outcome log is the truth of what arrived intact and when (the tables above come "
+            "from it); here is what the student's own client said, the last lines of each cell."
+        ),
+    ]
+    for cell in run.cells:
+        for cell_id in cell.cell_ids:
+            path = run.path / "cells" / cell_id / CLIENT_OUTPUT
+            text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else "(no output kept)"
+            tail = "\n".join(text.rstrip().splitlines()[-lines:]) or "(it printed nothing)"
+            blocks.append(Pre(f"cell {cell_id}:\n{tail}"))
+    return blocks
 
 
 def scaling_table(series: Sequence[insights.Scaling]) -> Table:
@@ -341,6 +363,7 @@ def report_blocks(run: RunData, chart_dir: Path, matches: Sequence[Match]) -> li
                 f"The {most}-client cells: grey is time queued before a server worker took the connection.",
             )
         blocks += [Heading(3, "Failures"), failures_table(run)]
+        blocks += client_outputs(run)
         blocks += [Heading(3, "Resources"), *resource_notes(cells)]
         blocks += _figure(charts.resources(cells, chart_dir / "resources.png"), "Resources per cell")
         comparison = charts.original_comparison(matches, chart_dir / "original-comparison.png")

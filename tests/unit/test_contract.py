@@ -18,7 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from app import contract, file_client, genfile, probe, speedtest, stress_client, udp_framing, udp_receiver, udp_sender
+from app import (
+    conformance,
+    contract,
+    file_client,
+    genfile,
+    probe,
+    speedtest,
+    stress_client,
+    udp_framing,
+    udp_receiver,
+    udp_sender,
+)
 from app.fileserver import cli as fileserver_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +66,11 @@ FULL = [
     ),
     (contract.genfile_command, genfile.build_parser, dict(size=["1MiB", "2048"], dir="/d", verify=True)),
     (contract.probe_command, probe.build_parser, dict(host="10.0.0.1", port=8000, wait=2.5)),
+    (
+        contract.conformance_command, conformance.build_parser,
+        dict(host="172.16.16.101", port=6666, protocol="json", workers=50, only=["roundtrip.1B", "bad.long-name"],
+             timeout=90.5, json_output=True),
+    ),
 ]  # fmt: skip
 
 
@@ -102,6 +118,7 @@ BUILDERS = [
     (contract.genfile_command, genfile.build_parser),
     (contract.probe_command, probe.build_parser),
     (contract.speedtest_command, speedtest.build_parser),
+    (contract.conformance_command, conformance.build_parser),
 ]
 
 
@@ -125,6 +142,9 @@ def test_without_optional_arguments_only_the_required_options_are_written():
     assert contract.speedtest_command("send", host="h") == ["python", "-m", "app.speedtest", "send", "--host", "h"]
     assert contract.file_client_command("list") == ["python", "-m", "app.file_client", "list"]
     assert contract.file_client_command("get", "a.bin") == ["python", "-m", "app.file_client", "get", "a.bin"]
+    assert contract.conformance_command(host="h", port=8889, protocol="stream") == [
+        "python", "-m", "app.conformance", "--host", "h", "--port", "8889", "--protocol", "stream",
+    ]  # fmt: skip
     minimal = [
         (contract.fileserver_command(), fileserver_cli.build_parser),
         (contract.stress_client_command(op="upload", size=1024), stress_client.build_parser),
@@ -134,6 +154,7 @@ def test_without_optional_arguments_only_the_required_options_are_written():
         (contract.genfile_command(size=1024), genfile.build_parser),
         (contract.probe_command(), probe.build_parser),
         (contract.speedtest_command("send", host="h"), speedtest.build_parser),
+        (contract.conformance_command(host="h", port=8889, protocol="stream"), conformance.build_parser),
     ]
     for command, build_parser in minimal:  # each program accepts its minimal command line
         parse(build_parser(), command)
@@ -281,3 +302,15 @@ def test_the_contract_imports_no_node_program():
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = done.stdout.split()
     assert set(loaded) <= {"app", "app.contract", "app.sizes"}
+
+
+def test_the_conformance_command_replays_one_case_as_its_report_says():
+    # The suite's "reproduce" command is this builder's line, so a student can paste it.
+    line = contract.conformance_command(host="alpine-1", port=8889, protocol="stream", only=["roundtrip.1B"])
+    assert line == [
+        "python", "-m", "app.conformance", "--host", "alpine-1", "--port", "8889", "--protocol", "stream",
+        "--only", "roundtrip.1B",
+    ]  # fmt: skip
+    args = parse(conformance.build_parser(), [*line, "--only", "bad.long-name", "--json"])
+    assert (args.only, args.json_output) == (["roundtrip.1B", "bad.long-name"], True)
+    assert conformance.build_parser().get_default("host") == contract.SERVER_NODE

@@ -22,6 +22,7 @@ from app.sizes import format_size
 from orchestrator.errors import LabError
 from orchestrator.experiments.base import CellResult, Experiment, Summary
 from orchestrator.experiments.tcp.cells import TcpCell, expand_tcp
+from orchestrator.experiments.tcp.clients import SubmissionClient, client_rows_from_server
 from orchestrator.experiments.tcp.rows import (
     CLIENTS,
     SERVER,
@@ -132,11 +133,21 @@ def stress_command(lab: Lab, cell: TcpCell, remote: str, keep_downloads: bool, s
 
 
 def run_tcp_cell(
-    lab: Lab, folder: RunFolder, cell: TcpCell, keep_downloads: bool = False, server: Server | None = None
+    lab: Lab,
+    folder: RunFolder,
+    cell: TcpCell,
+    keep_downloads: bool = False,
+    server: Server | None = None,
+    own_client: SubmissionClient | None = None,
 ) -> dict[Any, list]:
-    """Run one cell; returns its rows of clients.csv, server.csv and summary.csv (in that order)."""
+    """Run one cell; returns its rows of clients.csv, server.csv and summary.csv (in that order).
+
+    ``server``: a submission's server instead of the lab's; ``own_client``: a student's client instead of the
+    lab's stress client (the lab's server's records are then the truth of what arrived).
+    """
     server = server or ReferenceServer()
     remote = folder.cell_container_dir(cell)
+    local = folder.cell_dir(cell)
     client = lab.node(contract.CLIENT_NODE)
     client.check(["rm", "-rf", remote])  # a cell interrupted earlier starts afresh
     client.check(["mkdir", "-p", remote])
@@ -145,19 +156,27 @@ def run_tcp_cell(
     if cell.op == "download":  # the file to download: same generator, same bytes as the client's reference
         node.check(contract.genfile_command(size=cell.volume, dir=server.storage, verify=True))
     backstop = cell.timeout + CLIENT_BACKSTOP
-    with lab.sampling({"server": node, "client": client}) as samples:
-        # Bounded: every transfer has its own deadline; this is the backstop.
-        command = stress_command(lab, cell, remote, keep_downloads, server)
-        result = client.exec(command, time_limit=backstop, limit_ok=True)
-    measured = server.finish(node, cell)  # stops the server: its last outcome rows are written
-    client.fetch(remote, folder.cell_dir(cell).parent)
-    local = folder.cell_dir(cell)
-    client_rows = missing_rows_for(cell, read_raw(local / "clients.csv"), result, backstop)
-    if server.keeps_log:
+    if own_client is not None:
+        expected = own_client.expected_digest(lab, cell) if cell.op == "upload" else None
+        with lab.sampling({"server": node}) as samples:
+            _, why = own_client.run(lab, cell, local, backstop)
+        server.finish(node, cell)
+        lab.node(contract.CLIENT_NODE).fetch(remote, local.parent)
         measured = read_raw(local / "server.csv")
+        client_rows = client_rows_from_server(cell, measured, expected, why or "its request never reached the server")
+    else:
+        with lab.sampling({"server": node, "client": client}) as samples:
+            # Bounded: every transfer has its own deadline; this is the backstop.
+            command = stress_command(lab, cell, remote, keep_downloads, server)
+            result = client.exec(command, time_limit=backstop, limit_ok=True)
+        measured = server.finish(node, cell)  # stops the server: its last outcome rows are written
+        client.fetch(remote, local.parent)
+        client_rows = missing_rows_for(cell, read_raw(local / "clients.csv"), result, backstop)
+        if server.keeps_log:
+            measured = read_raw(local / "server.csv")
     server_rows = [{"cell": str(cell.number), **row} for row in measured]
-    summary = summarize_cell(cell, client_rows, server_rows if server.keeps_log or cell.op == "upload" else None,
-                             figures(samples))  # fmt: skip
+    unmeasured = not server.keeps_log and cell.op == "download"  # a submission's side of a download
+    summary = summarize_cell(cell, client_rows, None if unmeasured else server_rows, figures(samples))
     return {
         CLIENTS: [{"cell_id": cell.id, **row} for row in client_rows],
         SERVER: [{"cell_id": cell.id, **row} for row in server_rows],
@@ -186,8 +205,11 @@ class TcpExperiment(Experiment[TcpCell]):
     def __init__(self, state: RunState | None = None) -> None:
         super().__init__(state)
         self.server: Server = ReferenceServer()
+        self.own_client: SubmissionClient | None = None
         if state and state.server:  # --server: a student's submission instead of the lab's server
             self.server = SubmissionServer(load_submission(Path(state.server["folder"])))
+        if state and state.client:  # --client: a student's own client instead of the lab's stress client
+            self.own_client = SubmissionClient(load_submission(Path(state.client["folder"])))
 
     @staticmethod
     def parse(section: Any, where: str) -> Section:
@@ -206,7 +228,7 @@ class TcpExperiment(Experiment[TcpCell]):
 
     def run_cell(self, lab: Lab, folder: RunFolder, cell: TcpCell) -> CellResult:
         keep = bool(self.state and self.state.keep_downloads)
-        rows = run_tcp_cell(lab, folder, cell, keep, self.server)
+        rows = run_tcp_cell(lab, folder, cell, keep, self.server, self.own_client)
         summary = rows[SUMMARY][0]
         return CellResult(rows, describe(summary), failures([summary]))
 
@@ -215,6 +237,7 @@ class TcpExperiment(Experiment[TcpCell]):
 
     def cleanup(self, lab: Lab) -> None:
         try:
+            lab.end_stand_in(contract.CLIENT_NODE)  # alpine-2 itself again, if a student's client stood in
             self.server.restore(lab)  # back to the lab's default server
         except LabError as exc:
             lab.say(f"warning: could not restore the default server: {exc}")

@@ -34,6 +34,7 @@ from orchestrator.tables import fit_width, wrap_header
 
 MIB = 1024 * 1024
 THROUGHPUT = "throughput_per_client_mibps"
+CLIENT_OUTPUT = "client-output.txt"  # with --client: what the student's own client printed, in the cell's folder
 
 
 def per_client_throughput(volume_bytes: float | None, mean_seconds: float | None) -> float | None:
