@@ -123,11 +123,8 @@ def planned_cells(
     planned = {}
     for name, experiment in experiments.items():
         section = matrix.sections.get(name)
-        if section:
-            cells = experiment.adapt(list(section), say)
-            planned[name] = plan(cells, state.repeat * section.rounds, state.shuffle_seed) if cells else []
-            if not planned[name]:
-                del planned[name]
+        if section and (cells := experiment.adapt(list(section), say)):
+            planned[name] = plan(cells, state.repeat * section.rounds, state.shuffle_seed)
     if not planned:
         raise MatrixError(f"matrix {matrix.name} has no {state.experiment} section to run")
     return planned

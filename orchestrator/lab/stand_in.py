@@ -70,7 +70,8 @@ def start_stand_in(node: Node, project: str, command: str, folder: Path, time_li
     node.stop()
     try:
         created = api.create_container(
-            attrs["Config"]["Image"], bounded, user=NODE_USER, working_dir=WORKDIR, hostname=node.name,
+            attrs["Config"]["Image"], bounded, name=f"{project}-{node.name}-submission", user=NODE_USER,
+            working_dir=WORKDIR, hostname=node.name,
             labels={STAND_IN: project, NODE_LABEL: node.name},
             environment={"PYTHONUNBUFFERED": "1", "HOME": "/tmp"},
             host_config=api.create_host_config(
