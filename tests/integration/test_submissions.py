@@ -10,7 +10,7 @@ from tests.integration.conftest import ROOT, orchestrate
 
 EXAMPLES = ROOT / "examples"
 HERE = Path(__file__).parent
-CORRECT, CLASSIC = EXAMPLES / "stream-thread-pool", EXAMPLES / "json-classic"
+CORRECT, CLASSIC, LAB = EXAMPLES / "stream-thread-pool", EXAMPLES / "json-classic", EXAMPLES / "lab-server"
 # What each defect of examples/json-classic breaks (see its README):
 #   one recv(32) per command: every upload longer than 32 bytes, and a header sent byte by byte;
 #   names lower-cased: a mixed-case name, and (with the base64 lower-cased too) every upload's bytes;
@@ -26,8 +26,8 @@ def cases(folder: Path) -> dict[str, dict]:
 
 
 def test_check_scores_the_examples_and_writes_the_class_table(lab, tmp_path):
-    done = orchestrate("check", str(CORRECT), str(CLASSIC), "--results", str(tmp_path), "--run-id", "class",
-                       timeout=1800)  # fmt: skip
+    done = orchestrate("check", str(CORRECT), str(CLASSIC), str(LAB), "--results", str(tmp_path), "--run-id", "class",
+                       timeout=2400)  # fmt: skip
     assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]  # json-classic fails cases
     assert "Traceback" not in done.stderr
     out = tmp_path / "class"
@@ -44,8 +44,11 @@ def test_check_scores_the_examples_and_writes_the_class_table(lab, tmp_path):
     assert (
         "## [thread] roundtrip.mixed-case-name: failed" in report and "Reproduce: `python -m app.conformance" in report
     )
+    lab_server = json.loads((out / "lab-server" / "results.json").read_text())  # the lab's own server, both pools
+    assert lab_server["score"] == lab_server["max_score"] > 0, [t for t in lab_server["tests"] if t["score"] == 0]
+    assert len(lab_server["tests"]) == 2 * len(correct)
     table = read_raw(out / "class.csv")
-    assert [row["submission"] for row in table] == ["stream-thread-pool", "json-classic"]
+    assert [row["submission"] for row in table] == ["stream-thread-pool", "json-classic", "lab-server"]
     assert table[0]["score"] == table[0]["max_score"] and float(table[0]["throughput_mibps"]) > 0
     assert (out / "class.html").is_file()
     lab.wait_server_ready(wait=30)  # the lab's own server is back

@@ -160,7 +160,7 @@ def run_tcp_cell(
         expected = own_client.expected_digest(lab, cell) if cell.op == "upload" else None
         with lab.sampling({"server": node}) as samples:
             _, why = own_client.run(lab, cell, local, backstop)
-        server.finish(node, cell)
+        _, peak = server.finish(node, cell)
         lab.node(contract.CLIENT_NODE).fetch(remote, local.parent)
         measured = read_raw(local / "server.csv")
         client_rows = client_rows_from_server(cell, measured, expected, why or "its request never reached the server")
@@ -169,7 +169,7 @@ def run_tcp_cell(
             # Bounded: every transfer has its own deadline; this is the backstop.
             command = stress_command(lab, cell, remote, keep_downloads, server)
             result = client.exec(command, time_limit=backstop, limit_ok=True)
-        measured = server.finish(node, cell)  # stops the server: its last outcome rows are written
+        measured, peak = server.finish(node, cell)  # stops the server: its last outcome rows are written
         client.fetch(remote, local.parent)
         client_rows = missing_rows_for(cell, read_raw(local / "clients.csv"), result, backstop)
         if server.keeps_log:
@@ -177,6 +177,8 @@ def run_tcp_cell(
     server_rows = [{"cell": str(cell.number), **row} for row in measured]
     unmeasured = not server.keeps_log and cell.op == "download"  # a submission's side of a download
     summary = summarize_cell(cell, client_rows, None if unmeasured else server_rows, figures(samples))
+    if peak is not None:  # measured from outside, in the server's container
+        summary["server_peak_rss_mib"] = round(peak / 1024, 1)
     return {
         CLIENTS: [{"cell_id": cell.id, **row} for row in client_rows],
         SERVER: [{"cell_id": cell.id, **row} for row in server_rows],

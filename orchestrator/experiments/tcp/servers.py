@@ -65,10 +65,10 @@ class ReferenceServer:
         lab.restart_server(cell.server_pool, cell.server_workers, outcomes, cell.server_idle_timeout)
         return lab.node(contract.SERVER_NODE)
 
-    def finish(self, node: Node, cell: TcpCell) -> list[dict[str, object]]:
+    def finish(self, node: Node, cell: TcpCell) -> tuple[list[dict[str, object]], int | None]:
         """Stop the server (its last outcome rows are written as it stops); the caller reads its log."""
         node.stop()
-        return []
+        return [], None  # its rows, with each request's peak RSS, are in its outcome log
 
     def restore(self, lab: Lab) -> None:
         lab.restore_server()
@@ -108,8 +108,9 @@ class SubmissionServer:
         node.check(["mkdir", "-p", self.storage])  # a fixed storage folder may be made only by an upload
         return node
 
-    def finish(self, node: Node, cell: TcpCell) -> list[dict[str, object]]:
-        """The server side measured from outside, then the server stopped: each client's stored file hashed."""
+    def finish(self, node: Node, cell: TcpCell) -> tuple[list[dict[str, object]], int | None]:
+        """The server side measured from outside, then the server stopped: each client's stored file hashed,
+        and the peak RSS (KiB) of its processes."""
         peak = processes(node)["peak_rss_kib"]
         rows: list[dict[str, object]] = []
         if cell.op == "upload":
@@ -129,7 +130,7 @@ class SubmissionServer:
             # Measured: the copies go, or a matrix of 50 clients x 100 MiB would fill the disk.
             node.check(["rm", "-f", *(f"{self.storage}/{name}" for name in names)])
         node.stop()
-        return rows
+        return rows, peak
 
     def restore(self, lab: Lab) -> None:
         lab.end_stand_in(contract.SERVER_NODE)  # the lab's own server again
