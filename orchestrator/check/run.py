@@ -54,7 +54,7 @@ LEAK_WAIT = 15.0  # seconds a server may take to close what the suite's clients 
 
 def reference_cell(pool: str, protocol: str) -> TcpCell:
     """The one cell every submission is measured at, for the class table."""
-    return TcpCell(1, "upload", 10 * 2**20, 5, WORKERS, pool, timeout=300, server_idle_timeout=60, protocol=protocol)
+    return TcpCell(1, "upload", 10 * 2**20, 5, WORKERS, pool, timeout=120, server_idle_timeout=60, protocol=protocol)
 
 
 def probe(lab: Lab, submission: Submission, workers: int, only: list[str] | None = None) -> list[CaseResult]:
@@ -147,8 +147,12 @@ def check_submission(lab: Lab, submission: Submission, out: Path, say: Say) -> S
             result.pools.append(check_pool(lab, submission, pool, say))
         cell = reference_cell(spec.pools[0], spec.protocol)
         result.reference_cell = f"upload 10 MiB, 5 clients, {cell.server_pool} pool of {spec.workers or WORKERS}"
-        if not any(c.id == "start.listens" and c.passed for c in result.pools[0].cases):
+        passed = {c.id for c in result.pools[0].cases if c.passed}
+        if "start.listens" not in passed:
             result.problem = "the server did not start"
+            return result
+        if "roundtrip.10MiB" not in passed:  # the reference cell is 10 MiB uploads: they would only time out
+            result.problem = "its 10 MiB round trip fails the check"
             return result
         say(f"{submission.name}: reference cell ({result.reference_cell})")
         folder = RunFolder(out, "reference-cell")
