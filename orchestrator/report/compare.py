@@ -186,6 +186,10 @@ def compare_cells(
     return diffs, ignored, only_a, only_b
 
 
+def _count(value: float | None) -> str:
+    return "-" if value is None else str(int(value))
+
+
 def compare_udp(a: Sequence[Mapping[str, str]], b: Sequence[Mapping[str, str]]) -> list[Difference]:
     """Differences of the UDP summary rows both runs have."""
     index_b = {tuple(str(r.get(k)) for k in UDP_KEY): r for r in b}
@@ -220,7 +224,7 @@ def comparison_rows(comparison: Comparison) -> list[list[object]]:
     for d in comparison.tcp:
         row = rows.setdefault((d.cell_a, d.cell_b, d.cell), [f"{d.cell_a}/{d.cell_b}", d.cell])
         if d.metric in COUNTS:
-            row.append(f"{int(d.a or 0)} → {int(d.b or 0)}")
+            row.append(f"{_count(d.a)} → {_count(d.b)}")  # '-': not measured (a submission's downloads)
         else:
             digits = DIGITS.get(d.metric, 3)
             row += [_fmt(d.a, digits), _fmt(d.b, digits), change_text(d)]

@@ -118,3 +118,12 @@ def compare_runs_of(a, b):
 
     diffs, ignored, only_a, only_b = compare_cells(a, b)
     return Comparison("a", "b", ignored, diffs, [], only_a, only_b)
+
+
+def test_a_count_one_run_could_not_measure_is_no_figure_not_zero():
+    """A submission's server side of a download is not measured: compared, it is '-', never 0."""
+    lab = [Cell(1, "download", MIB, 5, 1, "thread", throughput=10.0, server_ok=5, server_failed=0)]
+    theirs = [Cell(1, "download", MIB, 5, 1, "thread", throughput=12.0, server_ok=None, server_failed=None)]
+    diffs, *_ = compare_cells(lab, theirs)
+    (failed,) = [d for d in diffs if d.metric == "server_failed"]
+    assert (failed.a, failed.b, failed.difference) == (0.0, None, None)
