@@ -91,6 +91,9 @@ def cut_torn_write(path: Path) -> None:
     if text.endswith("\n"):
         return
     header, *rows = list(csv.reader(io.StringIO(text)))
+    if not rows:  # the very first write was cut, in its header: nothing of the file is whole
+        path.unlink()
+        return
     column = header.index("cell_id") if "cell_id" in header else 0
     torn = rows[-1][column] if rows and len(rows[-1]) > column else None
     kept = [dict(zip(header, row, strict=False)) for row in rows[:-1] if len(row) <= column or row[column] != torn]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -39,6 +39,7 @@ CLIENT_PLACEHOLDERS = {"host", "port", "op", "file", "name", "clients", "size"}
 SERVER_KEYS = {"command", "commands", "protocol", "pools", "port", "storage", "workers"}
 CLIENT_KEYS = {"command"}
 TOP_KEYS = {"name", "server", "client", "description"}
+SKIPPED = {"__pycache__", ".git", ".venv", "venv"}  # never copied into the node: caches and environments
 MAX_FILES = 2000  # files a submission folder may hold
 MAX_BYTES = 50 * 2**20  # and bytes in all: a submission is source code, not data
 
@@ -70,7 +71,6 @@ class Submission:
     server: ServerSpec | None
     client: str | None = None  # the client's command, with placeholders
     description: str = ""
-    notes: list[str] = field(default_factory=list)  # what the lab could not do as asked, said in reports
 
     def server_command(self, pool: str, workers: int, storage: str) -> str:
         """The server's command for one pool mode and worker count, its placeholders filled."""
@@ -201,7 +201,7 @@ def load_submission(folder: Path) -> Submission:
     except yaml.YAMLError as exc:
         raise DescriptorError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     submission = parse_descriptor(data, folder.resolve(), str(path))
-    files = [p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()]
+    files = [p for p in folder.rglob("*") if p.is_file() and not p.is_symlink() and not SKIPPED & set(p.parts)]
     size = sum(p.stat().st_size for p in files)
     if len(files) > MAX_FILES or size > MAX_BYTES:
         raise DescriptorError(

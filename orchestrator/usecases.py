@@ -95,6 +95,10 @@ def plan_run(request: RunRequest, folder: RunFolder) -> tuple[Matrix, RunState]:
         server = submission_facts(request.server, "server")
         experiment = "tcp"  # a submission is a TCP file server: the UDP cells are the lab's own
     if request.client:
+        if request.server:  # the lab's server's records are what a client is measured by
+            raise UsageError(
+                "--server and --client cannot be used together: each is measured by the lab's own other half"
+            )
         client = submission_facts(request.client, "client")
         experiment = "tcp"
     state = RunState(
@@ -242,6 +246,7 @@ def check(
             name += "_"
         names.add(name)
         result = check_submission(lab, submission, out / name, say)
+        result.name = name  # the folder its files are in, when two submissions share a name
         (out / name).mkdir(parents=True, exist_ok=True)
         (out / name / "check.md").write_text(cases.check_markdown(result), encoding="utf-8")
         (out / name / "results.json").write_text(json.dumps(cases.gradescope(result), indent=2) + "\n")

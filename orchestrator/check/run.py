@@ -73,59 +73,76 @@ def probe(lab: Lab, submission: Submission, workers: int, only: list[str] | None
     return cases
 
 
-def why_down(node: Node) -> str:
-    """What the server's container says about itself when a case found it unreachable."""
-    return describe_exit(node) or "its container runs"
-
-
 def check_pool(lab: Lab, submission: Submission, pool: str, say: Say) -> PoolResult:
     """The check of one pool mode: the server started fresh, memory, the suite, leaks."""
     spec = submission.server
     assert spec is not None
     workers = spec.workers or WORKERS
     result = PoolResult(pool, workers)
-    # An empty storage folder of its own, made before the server starts (through the node that is there now).
+    # An empty storage folder of its own, made before the server starts, by the lab's own alpine-1.
+    lab.end_stand_in(contract.SERVER_NODE)
     lab.node(contract.SERVER_NODE).check(["sh", "-c", f"rm -rf {CHECK_STORAGE} && mkdir -p {CHECK_STORAGE}"])
     command = submission.server_command(pool, workers, CHECK_STORAGE)
-    node = lab.stand_in(contract.SERVER_NODE, command, submission.folder, SERVER_LIMIT)
+    node = lab.stand_in(contract.SERVER_NODE, command, submission.folder, SERVER_LIMIT, {STORAGE: False})
     try:
         lab.wait_listening(contract.SERVER_NODE, spec.port, wait=30)
     except NodeError as exc:
-        say(f"  {pool}: the server did not start: {exc}")
-        cases = probe(lab, submission, workers, only=["start.listens"])  # every case listed, as skipped
-        result.cases = [_explained(c, str(exc)) if c.id == "start.listens" else c for c in cases]
-        result.cases += [resource_case(case, None, "skipped: the server did not start") for case in RESOURCE_CASES]
-        return result
+        return down_from_the_start(lab, submission, result, str(exc), say)
     say(f"  {pool}: memory at 10 and 100 MiB")
     memory = probe(lab, submission, workers, only=["roundtrip.10MiB"])
-    peak_10 = peak_100 = processes(node)["peak_rss_kib"]
+    peak_10 = peak_100 = peak(node)
     if all(case.passed for case in memory):  # no 100 MiB upload where 10 MiB already fails
         memory += probe(lab, submission, workers, only=["roundtrip.100MiB"])
-        peak_100 = processes(node)["peak_rss_kib"]
-    before = processes(node)
+        peak_100 = peak(node)
+    before = measure(node)
     say(f"  {pool}: conformance suite ({workers} workers)")
     cases = probe(lab, submission, workers)
-    down = why_down(node)
-    result.cases = [
-        _explained(c, f"the server is down: {down}") if not c.passed and "its container runs" not in down else c
-        for c in cases
-    ]
-    if all(case.passed for case in memory):
+    down = describe_exit(node)  # None while its container runs
+    result.cases = [_explained(c, f"the server is down: {down}") if down and not c.passed else c for c in cases]
+    if down or peak_10 is None or peak_100 is None:
+        result.cases.append(resource_case("resources.memory-flat", False, f"not measured: the server is down: {down}"))
+    elif all(case.passed for case in memory):
         result.cases.append(resource_case("resources.memory-flat", *memory_flat(peak_10, peak_100)))
     else:
         result.cases.append(resource_case("resources.memory-flat", False, "a 10 or 100 MiB round trip failed"))
-    result.cases.append(resource_case("resources.no-leaks", *leaks(node, before)))
+    if down or before is None:
+        result.cases.append(resource_case("resources.no-leaks", False, f"not measured: the server is down: {down}"))
+    else:
+        result.cases.append(resource_case("resources.no-leaks", *leaks(node, before)))
     return result
+
+
+def down_from_the_start(lab: Lab, submission: Submission, result: PoolResult, why: str, say: Say) -> PoolResult:
+    """A server that never listened: ``start.listens`` fails with what happened, and every other case is skipped."""
+    say(f"  {result.pool}: the server did not start: {why}")
+    cases = probe(lab, submission, result.workers, only=["start.listens"])  # lists every case, skipped
+    result.cases = [_explained(c, why) if c.id == "start.listens" else c for c in cases]
+    result.cases += [resource_case(case, None, "skipped: the server did not start") for case in RESOURCE_CASES]
+    return result
+
+
+def measure(node: Node) -> dict | None:
+    """The server's processes and descriptors, or None if its container no longer answers."""
+    try:
+        return processes(node)
+    except NodeError:
+        return None
+
+
+def peak(node: Node) -> int | None:
+    found = measure(node)
+    return None if found is None else found["peak_rss_kib"]
 
 
 def leaks(node: Node, before: dict) -> tuple[bool, str]:
     """Whether the server holds more processes or descriptors than before the suite, once it has had time to close."""
     deadline = time.monotonic() + LEAK_WAIT
     while True:  # bounded: until it is back to where it was, or LEAK_WAIT has passed
-        try:
-            passed, text = no_leaks(before, processes(node))
-        except NodeError as exc:
-            return False, f"cannot read the server's processes: {exc}"
+        after = measure(node)
+        if after is None:
+            gone = describe_exit(node) or "its container does not answer"
+            return False, f"cannot read the server's processes: {gone}"
+        passed, text = no_leaks(before, after)
         if passed or time.monotonic() > deadline:
             return passed, text
         time.sleep(1)
@@ -144,7 +161,13 @@ def check_submission(lab: Lab, submission: Submission, out: Path, say: Say) -> S
     try:
         for pool in spec.pools:
             say(f"{submission.name}: {pool} pool")
-            result.pools.append(check_pool(lab, submission, pool, say))
+            try:
+                result.pools.append(check_pool(lab, submission, pool, say))
+            except NodeError as exc:  # e.g. the probe itself could not run: this pool is failed, the rest go on
+                failed = PoolResult(pool, spec.workers or WORKERS)
+                result.pools.append(
+                    down_from_the_start(lab, submission, failed, f"the check could not go on: {exc}", say)
+                )
         cell = reference_cell(spec.pools[0], spec.protocol)
         result.reference_cell = f"upload 10 MiB, 5 clients, {cell.server_pool} pool of {spec.workers or WORKERS}"
         passed = {c.id for c in result.pools[0].cases if c.passed}

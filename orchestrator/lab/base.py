@@ -96,13 +96,14 @@ class Lab(ABC):
         """The running node ``name`` (a submission's stand-in while one takes its place), or NodeError."""
         return self.stand_ins.get(name) or self._node(name)
 
-    def stand_in(self, name: str, command: str, folder: Path, time_limit: float) -> Node:
-        """Run a submission's ``command`` from ``folder`` in place of node ``name`` (see ``stand_in.py``);
-        a stand-in already there is replaced (the lab's node stays stopped until ``end_stand_in``)."""
+    def stand_in(self, name: str, command: str, folder: Path, time_limit: float, volumes: Mapping[str, bool]) -> Node:
+        """Run a submission's ``command`` from ``folder`` in place of node ``name`` (see ``stand_in.py``), with
+        the node's ``volumes`` named (mount point -> read-only); a stand-in already there is replaced (the
+        lab's node stays stopped until ``end_stand_in``)."""
         own = self._stood_down.get(name) or self._node(name)
         self._stood_down[name] = own
         self.stand_ins.pop(name, None)
-        self.stand_ins[name] = start_stand_in(own, self.settings.project, command, folder, time_limit)
+        self.stand_ins[name] = start_stand_in(own, self.settings.project, command, folder, time_limit, volumes)
         return self.stand_ins[name]
 
     def end_stand_in(self, name: str) -> None:

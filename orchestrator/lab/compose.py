@@ -22,7 +22,7 @@ from orchestrator.lab.compose_cli import Compose, settings_compose_command
 from orchestrator.lab.environment import gather_environment
 from orchestrator.lab.images import build_node_image, resolve_base_image
 from orchestrator.lab.node import ROOT_HELPER, Node, docker_client, run_as_root
-from orchestrator.lab.stand_in import STAND_IN
+from orchestrator.lab.stand_in import STAND_IN, remove_stand_ins
 from orchestrator.settings import Settings, pids_limits
 
 
@@ -75,6 +75,8 @@ class ComposeLab(Lab):
             # (the volumes, with the results, stay).
             self.say(f"the lab's settings changed ({changed}): recreating the lab")
             self.remove_containers_and_networks()
+        if remove_stand_ins(self.client, self.settings.project):  # a killed run's: it holds a node's address
+            self.say("removed a submission's program left in place of a node by an interrupted run")
         self.say(f"starting {', '.join(self.nodes)}")
         self.compose.up()
         if self.adopt_volumes():

@@ -1,9 +1,11 @@
 """A stand-in: a student's program run in place of a lab node, with the node's address, volumes and limits.
 
 The node's container is stopped and a new container takes its place on the
-lab network, from the same image, with the same fixed address, volumes,
-memory and process limits, as the same unprivileged user with no
-capabilities and ``no-new-privileges``. The submission's folder is copied
+lab network, from the same image, with the same fixed address, memory and
+process limits, as the same unprivileged user with no capabilities and
+``no-new-privileges``. Of the node's volumes it gets only those it is given
+(a server: its storage; a client: the generated files, read-only): never the
+results volume, where the lab's own records of the measurement are. The submission's folder is copied
 in (``/submission``, the program's working folder; never a mount, so the
 student's files on the host cannot be touched) and its command runs under
 ``timeout``, so a hung program ends by itself. A crash is the container's
@@ -14,8 +16,8 @@ the node again.
 from __future__ import annotations
 
 import io
-import shlex
 import tarfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import docker
@@ -25,12 +27,12 @@ from docker.types import Mount
 from app.contract import NODE_USER
 from orchestrator.errors import NodeError
 from orchestrator.lab.node import Node
+from orchestrator.submission import SKIPPED
 
 STAND_IN = "org.progjar-lab.stand-in"  # label: the project the stand-in belongs to
 NODE_LABEL = "org.progjar-lab.node"  # label: the node it stands in for
 WORKDIR = "/submission"
 UID = 10001  # the node image's user (images/Dockerfile)
-SKIP = {"__pycache__", ".git", ".venv", "venv"}  # not copied: caches and environments are not the submission
 
 
 def submission_tar(folder: Path) -> bytes:
@@ -39,8 +41,8 @@ def submission_tar(folder: Path) -> bytes:
     with tarfile.open(fileobj=data, mode="w") as archive:
 
         def owned(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-            if SKIP & set(Path(info.name).parts) or info.issym() or info.islnk():
-                return None  # links could point anywhere on the host: never copied
+            if SKIPPED & set(Path(info.name).parts) or not (info.isreg() or info.isdir()):
+                return None  # links could point anywhere on the host, devices and pipes are not code: never copied
             info.uid = info.gid = UID
             info.uname = info.gname = NODE_USER
             info.mode = (info.mode | 0o600) & 0o755
@@ -50,8 +52,13 @@ def submission_tar(folder: Path) -> bytes:
     return data.getvalue()
 
 
-def start_stand_in(node: Node, project: str, command: str, folder: Path, time_limit: float) -> Node:
-    """Stop ``node`` and start ``command`` (a shell command line) from ``folder`` in its place; returns the stand-in."""
+def start_stand_in(
+    node: Node, project: str, command: str, folder: Path, time_limit: float, volumes: Mapping[str, bool]
+) -> Node:
+    """Stop ``node`` and start ``command`` (a shell command line) from ``folder`` in its place; returns the stand-in.
+
+    ``volumes``: which of the node's volumes it gets, by where they are mounted, each read-only or not.
+    """
     attrs = node.container.attrs
     host = attrs.get("HostConfig") or {}
     networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
@@ -61,9 +68,9 @@ def start_stand_in(node: Node, project: str, command: str, folder: Path, time_li
     address = (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or endpoint.get("IPAddress")
     api = node.client.api
     mounts = [
-        Mount(target=m["Destination"], source=m["Name"], type="volume")
+        Mount(target=m["Destination"], source=m["Name"], type="volume", read_only=volumes[m["Destination"]])
         for m in attrs.get("Mounts") or []
-        if m.get("Type") == "volume"
+        if m.get("Type") == "volume" and m["Destination"] in volumes
     ]
     bounded = ["timeout", "-k", "5", f"{time_limit:g}", "sh", "-c", f"cd {WORKDIR} && exec {command}"]
     remove_stand_ins(node.client, project, node.name)  # the one before, or one a killed run left, has the address
@@ -114,10 +121,10 @@ def describe_exit(node: Node, lines: int = 15) -> str | None:
     if state.get("Running"):
         return None
     code = state.get("ExitCode")
-    why = "it was stopped after its time limit" if code in (124, 137) else f"it exited with code {code}"
+    if state.get("OOMKilled"):
+        why = "it was killed for using more than the node's memory limit"
+    elif code == 124:
+        why = "it was stopped after its time limit"
+    else:
+        why = f"it exited with code {code}" + (" (killed)" if code == 137 else "")
     return f"{why}; its last output:\n{node.logs(lines).rstrip() or '(nothing)'}"
-
-
-def quote(command: str) -> str:
-    """A command line as it will be run, for messages."""
-    return " ".join(shlex.quote(word) for word in shlex.split(command))

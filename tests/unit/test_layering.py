@@ -26,6 +26,8 @@ PURE = [
     "orchestrator.experiments.tcp.rows",
     "orchestrator.experiments.udp.cells",
     "orchestrator.experiments.udp.rows",
+    "orchestrator.check.cases",
+    "orchestrator.submission",
 ]
 DOCKER_SIDE = ("docker", "requests", "orchestrator.lab")
 

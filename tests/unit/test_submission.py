@@ -92,3 +92,17 @@ def test_placeholders_are_filled_as_plain_text():
 def test_the_examples_descriptors_are_valid(example):
     sub = load_submission(ROOT / "examples" / example)
     assert sub.server is not None and sub.name == example
+
+
+def test_a_submissions_cells_are_its_pools_its_protocol_and_its_fixed_workers():
+    from orchestrator.experiments.tcp.cells import expand_tcp
+    from orchestrator.experiments.tcp.experiment import submission_cells
+
+    cells = expand_tcp({"operations": "upload", "volumes": "1MiB", "clients": [1, 5], "server_workers": [1, 5],
+                        "server_pools": ["thread", "process"], "protocols": ["stream", "json"]})  # fmt: skip
+    kept, notes = submission_cells(cells, ("thread",), None, "json")
+    assert {(c.server_pool, c.protocol) for c in kept} == {("thread", "json")} and len(kept) == 4
+    assert any("pool modes (thread)" in n for n in notes) and any("json protocol" in n for n in notes)
+    kept, notes = submission_cells(cells, ("thread", "process"), 7, "stream")
+    assert {c.server_workers for c in kept} == {7} and len(kept) == 4  # pools x clients, one worker count
+    assert len({c.id for c in kept}) == 4 and any("7 workers, not a parameter" in n for n in notes)

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from app import contract
-from orchestrator.errors import NodeError
 from orchestrator.experiments.tcp.cells import TcpCell
 from orchestrator.experiments.tcp.rows import CLIENT_OUTPUT
 from orchestrator.lab import Lab
@@ -57,6 +56,9 @@ def client_rows_from_server(
     return rows
 
 
+OUTPUT_LINES = 500  # lines of a client's output kept per cell
+
+
 class SubmissionClient:
     """A student's stress client, run once per cell in place of alpine-2 against the lab's server."""
 
@@ -73,11 +75,18 @@ class SubmissionClient:
             clients=cell.clients, size=cell.volume,
         )  # fmt: skip
 
+    def prepare(self, lab: Lab, cell: TcpCell) -> str:
+        """The lab's generated file of the cell's volume, made in alpine-2 (the client's ``{file}``): its SHA-256."""
+        output = lab.node(contract.CLIENT_NODE).check(
+            contract.genfile_command(size=cell.volume, dir=contract.FILES_DIR)
+        )
+        return output.split()[0]  # genfile prints "<sha256>  <path>"
+
     def run(self, lab: Lab, cell: TcpCell, local: Path, time_limit: float) -> tuple[str, str | None]:
         """Run the client for one cell; returns (what it printed, why it failed as a whole, or None)."""
-        client = lab.node(contract.CLIENT_NODE)
-        client.check(contract.genfile_command(size=cell.volume, dir=contract.FILES_DIR))  # its {file}
-        node = lab.stand_in(contract.CLIENT_NODE, self.command(lab, cell), self.submission.folder, time_limit)
+        # The generated files read-only: a client cannot change what it is measured against.
+        volumes = {contract.FILES_DIR: True}
+        node = lab.stand_in(contract.CLIENT_NODE, self.command(lab, cell), self.submission.folder, time_limit, volumes)
         try:
             status = node.container.wait(timeout=time_limit + 30)
             code = status.get("StatusCode")
@@ -86,17 +95,9 @@ class SubmissionClient:
             why: str | None = f"the client did not end within {time_limit:g}s ({type(exc).__name__})"
         else:
             why = None if code == 0 else (describe_exit(node) or f"exited with code {code}").splitlines()[0]
-        output = node.container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+        # Its last lines only: a client that prints in a loop must not fill the host's memory or disk.
+        output = node.container.logs(stdout=True, stderr=True, tail=OUTPUT_LINES).decode("utf-8", "replace")
         lab.end_stand_in(contract.CLIENT_NODE)
         local.mkdir(parents=True, exist_ok=True)
         (local / CLIENT_OUTPUT).write_text(output, encoding="utf-8")
         return output, why
-
-    def expected_digest(self, lab: Lab, cell: TcpCell) -> str | None:
-        """The SHA-256 of the file the client was given (read in alpine-2)."""
-        path = f"{contract.FILES_DIR}/{contract.generated_name(cell.volume)}"
-        try:
-            out = lab.node(contract.CLIENT_NODE).check(["sha256sum", path], time_limit=300)
-        except NodeError:
-            return None
-        return out.split()[0] if out.strip() else None

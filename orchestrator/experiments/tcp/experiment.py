@@ -32,7 +32,7 @@ from orchestrator.experiments.tcp.rows import (
     summarize_cell,
     write_laporan,
 )
-from orchestrator.experiments.tcp.servers import STORAGE, ReferenceServer, Server, SubmissionServer
+from orchestrator.experiments.tcp.servers import STORAGE, ReferenceServer, Server, ServerDown, SubmissionServer
 from orchestrator.lab import ExecResult, Lab
 from orchestrator.lab.telemetry import figures
 from orchestrator.matrix import Section
@@ -105,8 +105,8 @@ def disk_problem(cell: TcpCell, keep_downloads: bool, docker: DiskSpace, host: D
 
 def check_disk(lab: Lab, cell: TcpCell, keep_downloads: bool, host_dir: Path, storage: str = STORAGE) -> None:
     """Refuse to start a cell that would fill a disk, with a clear message."""
-    statvfs = f"import os; s = os.statvfs('{storage}'); print(s.f_bavail * s.f_frsize, s.f_blocks * s.f_frsize)"
-    free, total = lab.node(contract.SERVER_NODE).check(["python", "-c", statvfs]).split()
+    statvfs = "import os, sys; s = os.statvfs(sys.argv[1]); print(s.f_bavail * s.f_frsize, s.f_blocks * s.f_frsize)"
+    free, total = lab.node(contract.SERVER_NODE).check(["python", "-I", "-c", statvfs, storage]).split()
     host = shutil.disk_usage(host_dir)
     problem = disk_problem(cell, keep_downloads, (int(free), int(total)), (host.free, host.total))
     if problem:
@@ -151,16 +151,23 @@ def run_tcp_cell(
     client = lab.node(contract.CLIENT_NODE)
     client.check(["rm", "-rf", remote])  # a cell interrupted earlier starts afresh
     client.check(["mkdir", "-p", remote])
-    node = server.start(lab, cell, f"{remote}/server.csv")
+    try:
+        node = server.start(lab, cell, f"{remote}/server.csv")
+    except ServerDown as exc:  # a submission's server that does not start fails its cell; the run goes on
+        client_rows = missing_rows(cell, [], f"the server did not start: {' '.join(str(exc).split())[:300]}")
+        return {
+            CLIENTS: [{"cell_id": cell.id, **row} for row in client_rows],
+            SUMMARY: [summarize_cell(cell, client_rows, None)],
+        }
     check_disk(lab, cell, keep_downloads, folder.path, server.storage)
     if cell.op == "download":  # the file to download: same generator, same bytes as the client's reference
         node.check(contract.genfile_command(size=cell.volume, dir=server.storage, verify=True))
     backstop = cell.timeout + CLIENT_BACKSTOP
     if own_client is not None:
-        expected = own_client.expected_digest(lab, cell) if cell.op == "upload" else None
+        expected = own_client.prepare(lab, cell)  # the client's {file}, made before it starts
         with lab.sampling({"server": node}) as samples:
             _, why = own_client.run(lab, cell, local, backstop)
-        _, peak = server.finish(node, cell)
+        _, peak = server.finish(lab, node, cell)
         lab.node(contract.CLIENT_NODE).fetch(remote, local.parent)
         measured = read_raw(local / "server.csv")
         client_rows = client_rows_from_server(cell, measured, expected, why or "its request never reached the server")
@@ -169,7 +176,7 @@ def run_tcp_cell(
             # Bounded: every transfer has its own deadline; this is the backstop.
             command = stress_command(lab, cell, remote, keep_downloads, server)
             result = client.exec(command, time_limit=backstop, limit_ok=True)
-        measured, peak = server.finish(node, cell)  # stops the server: its last outcome rows are written
+        measured, peak = server.finish(lab, node, cell)  # stops the server: its last outcome rows are written
         client.fetch(remote, local.parent)
         client_rows = missing_rows_for(cell, read_raw(local / "clients.csv"), result, backstop)
         if server.keeps_log:
@@ -220,7 +227,8 @@ class TcpExperiment(Experiment[TcpCell]):
     def adapt(self, cells: list[TcpCell], say: Any) -> list[TcpCell]:
         if not isinstance(self.server, SubmissionServer):
             return cells
-        kept, notes = submission_cells(cells, self.server.spec.pools, self.server.spec.workers)
+        spec = self.server.spec
+        kept, notes = submission_cells(cells, spec.pools, spec.workers, spec.protocol)
         for note in notes:
             say(f"{self.server.name}: {note}")
         return kept
@@ -259,21 +267,27 @@ class TcpExperiment(Experiment[TcpCell]):
 
 
 def submission_cells(
-    cells: list[TcpCell], pools: tuple[str, ...], workers: int | None
+    cells: list[TcpCell], pools: tuple[str, ...], workers: int | None, protocol: str = "stream"
 ) -> tuple[list[TcpCell], list[str]]:
-    """The cells a submission can run: its pool modes only, and at its own worker count if it has a fixed one.
+    """The cells a submission's server can run: its pool modes, its protocol, and its own worker count if fixed.
 
-    A server whose worker count is not a parameter is measured at the count it has: the matrix's
-    worker counts collapse into that one (the cells of the first count, relabelled), and the notes say so.
+    A server speaks one protocol: the cells of the matrix's first protocol are run in it. A server whose
+    worker count is not a parameter is measured at the count it has: the matrix's worker counts collapse
+    into that one (the cells of the first count, relabelled), and the notes say so.
     """
     notes = []
     kept = [cell for cell in cells if cell.server_pool in pools]
     if len(kept) < len(cells):
         notes.append(f"runs only its pool modes ({', '.join(pools)}): {len(cells) - len(kept)} cells left out")
+    first = kept[0].protocol if kept else protocol
+    one = [replace(cell, protocol=protocol) for cell in kept if cell.protocol == first]
+    if len(one) < len(kept) or first != protocol:
+        notes.append(f"speaks the {protocol} protocol: the matrix's {first} cells run in it, the others are left out")
+    kept = one
     if workers is not None:
-        first = min((cell.server_workers for cell in kept), default=workers)
-        fixed = [replace(cell, server_workers=workers) for cell in kept if cell.server_workers == first]
-        if len(fixed) < len(kept) or first != workers:
+        fewest = min((cell.server_workers for cell in kept), default=workers)
+        fixed = [replace(cell, server_workers=workers) for cell in kept if cell.server_workers == fewest]
+        if len(fixed) < len(kept) or fewest != workers:
             notes.append(f"has {workers} workers, not a parameter: every cell runs with {workers} workers")
         kept = fixed
     return kept, notes

@@ -19,6 +19,7 @@ from app import contract
 from orchestrator.errors import NodeError
 from orchestrator.experiments.tcp.cells import TcpCell
 from orchestrator.lab import Lab, Node
+from orchestrator.lab.stand_in import describe_exit
 from orchestrator.submission import Submission
 
 STORAGE = "/srv/files"  # the server's storage folder in alpine-1 (a volume)
@@ -42,9 +43,14 @@ print(json.dumps({"pids": sorted(pids), "peak_rss_kib": peak, "fds": fds}))
 """
 
 
+class ServerDown(NodeError):
+    """A submission's server did not start, or is gone: its cell fails, the run goes on."""
+
+
 def processes(node: Node) -> dict[str, Any]:
     """The processes of a node's container: ``pids``, ``peak_rss_kib`` (their highest VmHWM) and ``fds``."""
-    output = node.check(["python", "-c", PROCESSES], time_limit=60)
+    # -I: isolated, so nothing the submission wrote (a usercustomize, PYTHON* variables) runs in the measurement.
+    output = node.check(["python", "-I", "-c", PROCESSES], time_limit=60)
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -65,7 +71,7 @@ class ReferenceServer:
         lab.restart_server(cell.server_pool, cell.server_workers, outcomes, cell.server_idle_timeout)
         return lab.node(contract.SERVER_NODE)
 
-    def finish(self, node: Node, cell: TcpCell) -> tuple[list[dict[str, object]], int | None]:
+    def finish(self, lab: Lab, node: Node, cell: TcpCell) -> tuple[list[dict[str, object]], int | None]:
         """Stop the server (its last outcome rows are written as it stops); the caller reads its log."""
         node.stop()
         return [], None  # its rows, with each request's peak RSS, are in its outcome log
@@ -98,37 +104,49 @@ class SubmissionServer:
         return {"plain": True, "distinct_names": True}
 
     def start(self, lab: Lab, cell: TcpCell, outcomes: str) -> Node:
+        """The submission's server for one cell, listening; ServerDown (the cell fails) if it is not."""
         if cell.server_pool not in self.spec.commands:
             raise NodeError(f"{self.name} has no {cell.server_pool} pool (its descriptor names {self.spec.pools})")
         workers = self.spec.workers or cell.server_workers
         command = self.submission.server_command(cell.server_pool, workers, STORAGE)
         # Time limit: the cell's transfers, the stress client's backstop and room to start and stop.
-        node = lab.stand_in(contract.SERVER_NODE, command, self.submission.folder, cell.timeout + 300)
-        lab.wait_listening(contract.SERVER_NODE, self.spec.port, wait=30)
-        node.check(["mkdir", "-p", self.storage])  # a fixed storage folder may be made only by an upload
+        node = lab.stand_in(contract.SERVER_NODE, command, self.submission.folder, cell.timeout + 300, {STORAGE: False})
+        try:
+            lab.wait_listening(contract.SERVER_NODE, self.spec.port, wait=30)
+            node.check(["mkdir", "-p", self.storage])  # a fixed storage folder may be made only by an upload
+        except NodeError as exc:
+            raise ServerDown(str(exc)) from None
         return node
 
-    def finish(self, node: Node, cell: TcpCell) -> tuple[list[dict[str, object]], int | None]:
+    def finish(self, lab: Lab, node: Node, cell: TcpCell) -> tuple[list[dict[str, object]], int | None]:
         """The server side measured from outside, then the server stopped: each client's stored file hashed,
-        and the peak RSS (KiB) of its processes."""
-        peak = processes(node)["peak_rss_kib"]
+        and the peak RSS (KiB) of its processes (None if the server is gone)."""
+        try:
+            peak: int | None = processes(node)["peak_rss_kib"]
+        except NodeError:
+            peak = None
         rows: list[dict[str, object]] = []
         if cell.op == "upload":
             file = contract.generated_name(cell.volume)
-            source = f"{contract.FILES_DIR}/{file}"  # what every client sent
             names = [contract.distinct_name(file, client) for client in range(1, cell.clients + 1)]
-            digests = file_digests(node, [source, *(f"{self.storage}/{name}" for name in names)])
+            # What every client sent, hashed in the lab's own client node: the submission cannot touch it.
+            reference = file_digests(lab.node(contract.CLIENT_NODE), [f"{contract.FILES_DIR}/{file}"])
+            try:
+                digests = file_digests(node, [f"{self.storage}/{name}" for name in names])
+                node.check(["rm", "-f", *(f"{self.storage}/{name}" for name in names)])  # or the disk fills up
+                down = ""
+            except NodeError:
+                digests, down = {}, f"the server is down: {describe_exit(node) or 'its container does not answer'}"
             for name in names:
                 found = digests.get(f"{self.storage}/{name}")
-                intact = found is not None and found == digests.get(source)
-                why = "" if intact else ("no stored file" if found is None else f"stored file has sha256 {found}")
+                intact = found is not None and found in reference.values()
+                stored = "no stored file" if found is None else f"stored file has sha256 {found}"
+                why = "" if intact else down or stored
                 rows.append({
                     "worker": "measured outside", "command": "UPLOAD", "filename": name,
                     "bytes": cell.volume if intact else "", "status": "ok" if intact else "error",
-                    "error": why, "sha256": found or "", "peak_rss_kib": peak,
+                    "error": why, "sha256": found or "", "peak_rss_kib": peak or "",
                 })  # fmt: skip
-            # Measured: the copies go, or a matrix of 50 clients x 100 MiB would fill the disk.
-            node.check(["rm", "-f", *(f"{self.storage}/{name}" for name in names)])
         node.stop()
         return rows, peak
 
@@ -150,7 +168,7 @@ def file_digests(node: Node, paths: Sequence[str]) -> dict[str, str]:
         "        found[path] = digest.hexdigest()\n"
         "print(json.dumps(found))\n"
     )
-    output = node.check(["python", "-c", script, *paths], time_limit=600)
+    output = node.check(["python", "-I", "-c", script, *paths], time_limit=600)
     return json.loads(output.strip().splitlines()[-1])
 
 
