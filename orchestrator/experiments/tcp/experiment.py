@@ -246,11 +246,7 @@ class TcpExperiment(Experiment[TcpCell]):
         stop_stress_clients(lab)
 
     def cleanup(self, lab: Lab) -> None:
-        try:
-            lab.end_stand_in(contract.CLIENT_NODE)  # alpine-2 itself again, if a student's client stood in
-            self.server.restore(lab)  # back to the lab's default server
-        except LabError as exc:
-            lab.say(f"warning: could not restore the default server: {exc}")
+        restore_default_server(lab, self.server)
 
     def summarize(self, folder: RunFolder, lang: str = "en") -> Summary:
         rows = SUMMARY.read(folder.path)
@@ -293,10 +289,11 @@ def submission_cells(
     return kept, notes
 
 
-def restore_default_server(lab: Lab) -> None:
-    """Back to the lab's default server; a failure is a warning (the cells' results are already stored)."""
+def restore_default_server(lab: Lab, server: Server | None = None) -> None:
+    """Back to the lab's own nodes and default server; a failure is a warning (the cells' rows are stored)."""
     try:
-        lab.restore_server()
+        lab.end_stand_in(contract.CLIENT_NODE)  # alpine-2 itself again, if a student's client stood in
+        (server or ReferenceServer()).restore(lab)
     except LabError as exc:
         lab.say(f"warning: could not restore the default server: {exc}")
 
@@ -304,4 +301,4 @@ def restore_default_server(lab: Lab) -> None:
 def stop_stress_clients(lab: Lab) -> None:
     """No stress client left running in the client node."""
     # "[a]pp" matches the client but not this command line itself (nor its `timeout` wrapper).
-    lab.node(contract.CLIENT_NODE).exec(["pkill", "-TERM", "-f", "[a]pp.stress_client"], time_limit=30)
+    lab.stop_programs(contract.CLIENT_NODE, "[a]pp.stress_client")

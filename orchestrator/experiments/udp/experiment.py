@@ -59,7 +59,7 @@ def time_limits(cell: UdpCell) -> tuple[float, float]:
 def stop_udp_processes(lab: Lab) -> None:
     """No UDP sender (alpine-2) or receiver (alpine-1, alpine-3) left running in the nodes."""
     for name, pattern in UDP_PROGRAMS.items():
-        lab.node(name).exec(["pkill", "-TERM", "-f", pattern], time_limit=30)
+        lab.stop_programs(name, pattern)
 
 
 @dataclass
